@@ -1,0 +1,122 @@
+"""Run ledger: one JSON record per run in ``ledger.jsonl`` (rewritten atomically) and ``results.csv``."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from datasets.errors import InputError
+
+LEDGER_NAME = "ledger.jsonl"
+RESULTS_NAME = "results.csv"
+LEADING_COLUMNS = (
+    "method", "label", "status", "error", "params", "params_M", "memory_gib", "memory_source",
+    "train_videos_per_s", "infer_videos_per_s", "wall_s",
+)
+TRAILING_COLUMNS = ("backbone", "weights", "dataset", "seed", "run_id")
+METRIC_PREFIXES = ("MR-", "HL-")  # metric columns: MR keys, then HL keys, then any others
+
+
+def make_run_id(suite: str, method: str, dataset: str, seed: int, overrides: dict) -> str:
+    """``<suite>-<method>-<dataset>-s<seed>-<hash>``; the hash covers ``overrides`` (key order ignored)."""
+    blob = json.dumps(overrides, sort_keys=True, default=str).encode()
+    digest = hashlib.sha256(blob).hexdigest()[:8]
+    readable = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)) for p in (suite, method, dataset, f"s{seed}"))
+    return f"{readable}-{digest}"
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` via a temp file in the same directory, fsync, then ``os.replace`` over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if os.name == "posix":  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def _to_json(obj):
+    """JSON fallback for paths and numpy/torch scalars; anything else is an error."""
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"run record value of type {type(obj).__name__} is not JSON serialisable")
+
+
+def _metric_columns(records: list[dict]) -> list[str]:
+    """Every metrics key, MR keys first, then HL keys, then others; first-appearance order within a group."""
+    keys = dict.fromkeys(k for r in records for k in (r.get("metrics") or {}))
+    group = lambda k: next((i for i, p in enumerate(METRIC_PREFIXES) if k.startswith(p)), len(METRIC_PREFIXES))
+    return sorted(keys, key=group)
+
+
+class Ledger:
+    """Run records (plain dicts, keyed by ``run_id``) persisted in ``<directory>/ledger.jsonl``."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / LEDGER_NAME
+
+    def records(self) -> list[dict]:
+        """All records in file order; a corrupt line raises ``InputError`` naming file and line."""
+        if not self.path.exists():
+            return []
+        out = []
+        with open(self.path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise InputError(self.path, lineno, None, f"corrupt ledger line, not JSON ({e.msg})") from None
+                if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
+                    raise InputError(self.path, lineno, "run_id", "corrupt ledger line, not a record with a string run_id")
+                out.append(record)
+        return out
+
+    def append(self, record: dict) -> None:
+        """Add ``record``, replacing (in place) an earlier record with the same ``run_id``."""
+        run_id = record.get("run_id")
+        if not isinstance(run_id, str) or not run_id:
+            raise ValueError(f"run record needs a non-empty string 'run_id', got {run_id!r}")
+        records = self.records()
+        for i, old in enumerate(records):
+            if old["run_id"] == run_id:
+                records[i] = record
+                break
+        else:
+            records.append(record)
+        atomic_write_text(self.path, "".join(json.dumps(r, default=_to_json) + "\n" for r in records))
+
+    def done(self, run_id: str) -> bool:
+        """True if ``run_id`` has a record with status ``"ok"``."""
+        return any(r["run_id"] == run_id and r.get("status") == "ok" for r in self.records())
+
+    def write_results_csv(self) -> Path:
+        """Write ``results.csv``: one row per record, contract columns with the metrics flattened."""
+        records = self.records()
+        columns = [*LEADING_COLUMNS, *_metric_columns(records), *TRAILING_COLUMNS]
+        rows = [{**{c: r.get(c) for c in LEADING_COLUMNS + TRAILING_COLUMNS}, **(r.get("metrics") or {})}
+                for r in records]
+        frame = pd.DataFrame(rows, columns=columns)
+        return atomic_write_text(self.directory / RESULTS_NAME, frame.to_csv(index=False, lineterminator="\n"))

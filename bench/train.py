@@ -1,0 +1,128 @@
+"""The training loop and inference, one function each, readable top to bottom.
+
+AdamW (weight decay 1e-4), linear warm-up, LR × 0.1 at ``lr_drop_epoch``, gradient clipping,
+FP16 autocast on CUDA. A seed makes CPU runs repeat exactly. Checkpoints hold only the
+learnable parameters, as safetensors.
+"""
+from __future__ import annotations
+
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from datasets.vtg import VTGDataset, collate
+from methods.base import TransferModel
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 32
+    eval_batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup_iters: int = 500
+    lr_drop_epoch: int | None = 20
+    grad_clip: float = 35.0
+    amp: bool = True            # FP16 autocast, CUDA only
+    seed: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else
+                [x.to(device) for x in v] if k == "windows" else v) for k, v in batch.items()}
+
+
+def autocast(device: torch.device, enabled: bool):
+    return torch.autocast("cuda", dtype=torch.float16) if enabled and device.type == "cuda" else nullcontext()
+
+
+def make_loader(dataset: VTGDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=partial(collate, fps=dataset.fps),
+                      generator=torch.Generator().manual_seed(seed), num_workers=0)
+
+
+def learnable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: torch.device,
+          progress: bool = True) -> dict:
+    """Train ``model`` in place; returns seconds spent, videos seen and the last losses."""
+    seed_everything(cfg.seed)
+    loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    optimizer = torch.optim.AdamW(learnable(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    iters_per_epoch = len(loader)
+
+    def lr_factor(it: int) -> float:
+        warm = min(1.0, (it + 1) / cfg.warmup_iters) if cfg.warmup_iters else 1.0
+        dropped = cfg.lr_drop_epoch is not None and it >= cfg.lr_drop_epoch * iters_per_epoch
+        return warm * (0.1 if dropped else 1.0)
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    sampler = torch.Generator().manual_seed(cfg.seed)   # the saliency loss's positive-clip draws
+    model.to(device).train()
+    start, seen, losses = time.perf_counter(), 0, {}
+    bar = tqdm(total=cfg.epochs * iters_per_epoch, desc="training", disable=not progress)
+    for epoch in range(cfg.epochs):
+        for batch in loader:
+            batch = to_device(batch, device)
+            with autocast(device, cfg.amp):
+                out = model(batch)
+                losses = model.loss(out, batch, generator=sampler)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["total"]).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(learnable(model), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            seen += len(batch["qid"])
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, loss=f"{losses['total'].item():.3f}")
+    bar.close()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return dict(seconds=time.perf_counter() - start, videos=seen,
+                losses={k: float(v) for k, v in losses.items()})
+
+
+@torch.no_grad()
+def predict(model: TransferModel, dataset: VTGDataset, batch_size: int, device: torch.device,
+            amp: bool = True, progress: bool = True) -> tuple[list[dict], float]:
+    """Moment-DETR submission lines for every sample, and the seconds it took."""
+    model.to(device).eval()
+    start, lines = time.perf_counter(), []
+    for batch in tqdm(make_loader(dataset, batch_size, shuffle=False, seed=0), desc="evaluating",
+                      disable=not progress):
+        batch = to_device(batch, device)
+        with autocast(device, amp):
+            lines += model.predict(model(batch), batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return lines, time.perf_counter() - start
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
+    """The learnable parameters only, as safetensors (written to a temp file, then renamed)."""
+    tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+    return path

@@ -1,0 +1,125 @@
+"""The method protocol and registry.
+
+A method is one file: a config dataclass and a builder decorated with :func:`register`.
+The builder receives the frozen :class:`~methods.backbone.Backbone` and returns a
+:class:`TransferModel`: the backbone (adapted however the method likes), the shared
+:class:`~methods.head.GroundingHead`, and two facts the harness acts on:
+
+* ``backbone_grad`` — gradients flow through the backbone (full tuning, PETL). When False
+  (frozen, METL) the backbone runs under ``no_grad`` and, if the method also leaves the
+  blocks alone (``hooks is None``), the harness feeds cached per-layer features instead
+  of frames. Memory differences come from this flag, not from special cases.
+* ``hooks`` — a :class:`~methods.backbone.BlockHooks` through which the method takes part
+  in every backbone block (prompts, adapters, side-network taps).
+"""
+from __future__ import annotations
+
+import dataclasses
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from methods.backbone import Backbone, BlockHooks
+from methods.head import GroundingHead, HeadConfig, HeadOutput, decode, head_losses
+
+KINDS = ("frozen", "full", "PETL", "METL")
+
+
+class TransferModel(nn.Module):
+    """Backbone (+ the method's changes) → last-K layer tokens of both towers → shared head."""
+
+    def __init__(self, backbone: Backbone, head_cfg: HeadConfig, *, backbone_grad: bool,
+                 hooks: BlockHooks | None = None, layers: list[int] | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.head = GroundingHead(backbone.video_width, backbone.text_width, head_cfg)
+        self.backbone_grad = backbone_grad
+        self.hooks = hooks
+        n = backbone.num_layers
+        # "single" ablation reads layer 13−K of a 12-layer CLIP: the lowest of the last K.
+        self.layers = layers or list(range(n - head_cfg.num_layers, n))
+
+    @property
+    def cacheable(self) -> bool:
+        """Per-layer features can be computed once and cached (no gradient, unmodified backbone)."""
+        return not self.backbone_grad and self.hooks is None
+
+    def _grad_context(self):
+        return nullcontext() if self.backbone_grad else torch.no_grad()
+
+    def encode_video(self, frames: Tensor) -> Tensor:
+        """Normalised frames (B, T, 3, S, S) → tokens (B, T, K, N, Dv)."""
+        b, t = frames.shape[:2]
+        with self._grad_context():
+            tokens = self.backbone.encode_video(frames.flatten(0, 1), self.layers, hooks=self.hooks,
+                                                frames_per_video=t)
+        return tokens.unflatten(0, (b, t))
+
+    def encode_text(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        with self._grad_context():
+            return self.backbone.encode_text(ids, self.layers, hooks=self.hooks)
+
+    def forward(self, batch: dict) -> HeadOutput:
+        video = batch["video_features"] if "video_features" in batch else self.encode_video(batch["frames"])
+        text, text_mask = self.encode_text(batch["text_ids"])
+        return self.head(video.to(text.dtype) if not torch.is_autocast_enabled() else video,
+                         batch["video_mask"], text, text_mask)
+
+    def loss(self, out: HeadOutput, batch: dict, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        return head_losses(out, batch["windows"], batch["fps"], batch["saliency"], self.head.cfg, generator)
+
+    def predict(self, out: HeadOutput, batch: dict) -> list[dict]:
+        """Moment-DETR submission lines for the batch."""
+        decoded = decode(out, batch["fps"], batch["duration"], self.head.cfg)
+        return [dict(qid=qid, query=query, vid=vid, pred_relevant_windows=d["windows"],
+                     pred_saliency_scores=d["saliency"])
+                for qid, query, vid, d in zip(batch["qid"], batch["query"], batch["vid"], decoded)]
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    name: str
+    label: str                  # the paper's row name
+    kind: str                   # frozen | full | PETL | METL
+    config_cls: type
+    build: Callable[..., TransferModel]
+
+    def make_config(self, overrides: dict | None = None):
+        """The method's config with ``overrides`` applied; unknown keys are an error naming them."""
+        overrides = dict(overrides or {})
+        known = {f.name for f in dataclasses.fields(self.config_cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"method '{self.name}' has no config field(s) {unknown}; known: {sorted(known)}")
+        return self.config_cls(**overrides)
+
+
+REGISTRY: dict[str, MethodEntry] = {}
+
+
+def register(name: str, *, label: str, kind: str, config: type):
+    """Decorator adding a builder ``build(backbone, cfg) -> TransferModel`` to the registry."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+
+    def wrap(build):
+        if name in REGISTRY:
+            raise ValueError(f"method '{name}' registered twice")
+        REGISTRY[name] = MethodEntry(name, label, kind, config, build)
+        return build
+    return wrap
+
+
+def get_method(name: str) -> MethodEntry:
+    import methods  # noqa: F401  (imports every method file, filling the registry)
+    if name not in REGISTRY:
+        raise KeyError(f"unknown method '{name}'; available: {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def build_model(name: str, backbone: Backbone, overrides: dict | None = None) -> TransferModel:
+    entry = get_method(name)
+    return entry.build(backbone, entry.make_config(overrides))
