@@ -100,7 +100,7 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return dict(seconds=time.perf_counter() - start, videos=seen,
-                losses={k: float(v) for k, v in losses.items()})
+                losses={k: v.item() for k, v in losses.items()})
 
 
 @torch.no_grad()

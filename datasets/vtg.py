@@ -24,6 +24,7 @@ from datasets.annotations import Sample, read_jsonl
 from datasets.errors import InputError
 from datasets.feature_cache import FeatureCache
 from datasets.video import read_frames
+from methods.backbone import trim_text_ids
 
 CLIP_SECONDS = 2.0  # QVHighlights-format saliency is given per 2-second clip
 
@@ -101,8 +102,9 @@ def saliency_target(sample: Sample, n: int, fps: float) -> Tensor:
 
 
 class VTGDataset(Dataset):
-    """Items for training/evaluation: ``video`` is either cached features (T, K, N, D) or
-    preprocessed frames (T, 3, S, S), returned by ``video_fn(vid)``."""
+    """Items for training/evaluation: ``video`` is either cached features (T, K, N, D),
+    ``kind="features"``, or preprocessed frames (T, 3, S, S), ``kind="frames"``, as returned
+    by ``video_fn(vid)``."""
 
     def __init__(self, samples: list[Sample], video_fn: Callable[[str], Tensor], tokenize: Callable,
                  fps: float, kind: str):
@@ -116,7 +118,7 @@ class VTGDataset(Dataset):
         s = self.samples[i]
         video = self.video_fn(s.vid)
         n = min(video.shape[0], num_clips(s.duration, self.fps))
-        return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video[:n],
+        return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video[:n], kind=self.kind,
                     text_ids=self.text_ids[i], windows=torch.tensor(s.windows, dtype=torch.float32).reshape(-1, 2),
                     saliency=saliency_target(s, n, self.fps))
 
@@ -130,9 +132,9 @@ def collate(items: list[dict], fps: float) -> dict:
     for i, it in enumerate(items):
         n = it["video"].shape[0]
         video[i, :n], mask[i, :n], saliency[i, :n] = it["video"], True, it["saliency"]
-    key = "video_features" if items[0]["video"].ndim == 4 else "frames"
+    key = "video_features" if items[0]["kind"] == "features" else "frames"
     return {key: video, "video_mask": mask, "saliency": saliency,
-            "text_ids": torch.stack([it["text_ids"] for it in items]),
+            "text_ids": trim_text_ids(torch.stack([it["text_ids"] for it in items])),
             "windows": [it["windows"] for it in items],
             "fps": torch.full((len(items),), fps),
             "duration": torch.tensor([float(it["duration"]) for it in items]),

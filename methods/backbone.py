@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +29,7 @@ MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 RANDOM_INIT = "random-init"
+_WARNED_RANDOM: set[str] = set()   # warn once per model name and process
 
 
 class BackboneError(RuntimeError):
@@ -70,6 +72,22 @@ def weights_digest(path: str | os.PathLike) -> str:
     return _file_digest(str(path), st.st_size, st.st_mtime)
 
 
+@contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def trim_text_ids(ids: Tensor) -> Tensor:
+    """Drop the padding columns after the longest query's end-of-text token."""
+    return ids[:, : int(ids.argmax(dim=-1).max()) + 1]
+
+
 def _causal_mask(length: int, device: torch.device) -> Tensor:
     return torch.full((length, length), float("-inf"), device=device).triu_(1)
 
@@ -97,11 +115,13 @@ class Backbone(nn.Module):
         self.name = name
         self.weights_path = str(weights) if weights is not None else None
         self.weights_label = RANDOM_INIT if weights is None else f"{Path(weights).name}#{weights_digest(weights)}"
-        self.clip = open_clip.create_model(name, pretrained=self.weights_path, device=device)
-        if weights is None:
+        with _quiet_root_logger():  # open_clip narrates every step on the root logger
+            self.clip = open_clip.create_model(name, pretrained=self.weights_path, device=device)
+            self.tokenizer = open_clip.get_tokenizer(name)
+        if weights is None and name not in _WARNED_RANDOM:
+            _WARNED_RANDOM.add(name)
             log.warning("backbone %s is RANDOMLY INITIALISED (no weights given): metrics are not comparable", name)
         self.clip.requires_grad_(False).eval()
-        self.tokenizer = open_clip.get_tokenizer(name)
         visual = self.clip.visual
         self.image_size = int(visual.image_size[0] if isinstance(visual.image_size, tuple) else visual.image_size)
         cfg = getattr(visual, "preprocess_cfg", {}) or {}
@@ -185,14 +205,13 @@ class Backbone(nn.Module):
 
     def encode_text(self, ids: Tensor, layers: int | Sequence[int] = 1, *,
                     hooks: BlockHooks | None = None) -> tuple[Tensor, Tensor]:
-        """Token ids (B, Lctx) → (tokens (B, L, Lt, Dt), mask (B, Lt) True on real tokens).
+        """Token ids (B, L) → (tokens (B, K, L, Dt), mask (B, L) True on real tokens).
 
-        Sequences are cut after the longest end-of-text token in the batch: with CLIP's
-        causal mask the kept tokens are exactly what the full-length pass computes."""
+        Ids may be cut after the batch's last end-of-text token (see :func:`trim_text_ids`):
+        with CLIP's causal mask the kept tokens are exactly what the full-length pass computes."""
         taps = self._layer_indices(layers)
+        length = ids.shape[1]
         eot = ids.argmax(dim=-1)  # end-of-text has the highest id in CLIP's vocabulary
-        length = int(eot.max()) + 1
-        ids = ids[:, :length]
         mask = torch.arange(length, device=ids.device)[None] <= eot[:, None]
         x = self.clip.token_embedding(ids) + self.clip.positional_embedding[:length]
         ctx = TowerContext("text", None)

@@ -298,19 +298,20 @@ def assign_targets(level: dict, windows: list[Tensor], fps: Tensor, strides: tup
 
 def saliency_contrastive(saliency: Tensor, target: Tensor, mask: Tensor, tau: float,
                          generator: torch.Generator | None = None) -> Tensor:
-    """Eq. 15: per sample, one random positive clip against the clips of lower saliency."""
-    losses = []
-    for s, y, m in zip(saliency, target, mask):
-        positives = torch.nonzero((y > 0) & m).flatten()
-        if positives.numel() == 0:
-            continue
-        p = positives[torch.randint(positives.numel(), (1,), generator=generator, device="cpu").to(positives.device)]
-        negatives = (y < y[p]) & m
-        if not negatives.any():
-            continue
-        logits = torch.cat([s[p], s[negatives]]) / tau
-        losses.append(-logits.log_softmax(0)[0])
-    return torch.stack(losses).mean() if losses else saliency.sum() * 0
+    """Eq. 15: per sample, one random positive clip against the clips of lower saliency.
+
+    Branch-free (no data-dependent shapes), so the same code runs on fake tensors when
+    memory is estimated. Samples without a positive or without a lower clip are left out."""
+    positive = (target > 0) & mask
+    draw = torch.rand(target.shape, generator=generator).to(target.device)
+    p = draw.masked_fill(~positive, -1.0).argmax(1, keepdim=True)             # B, 1
+    level = target.gather(1, p)
+    negative = (target < level) & mask
+    logits = (saliency / tau).masked_fill(~negative, float("-inf"))
+    logits = logits.scatter(1, p, (saliency / tau).gather(1, p))
+    loss = logits.logsumexp(1) - (saliency / tau).gather(1, p).squeeze(1)
+    valid = (positive.any(1) & negative.any(1)).float()
+    return (loss.nan_to_num(0.0) * valid).sum() / valid.sum().clamp(min=1)
 
 
 def info_nce(a: Tensor, b: Tensor, tau: float) -> Tensor:
@@ -323,20 +324,21 @@ def info_nce(a: Tensor, b: Tensor, tau: float) -> Tensor:
 def head_losses(out: HeadOutput, windows: list[Tensor], fps: Tensor, saliency_target: Tensor,
                 cfg: HeadConfig, generator: torch.Generator | None = None) -> dict[str, Tensor]:
     """All five losses (Eq. 10–15), weighted, plus ``total``."""
-    cls_terms, reg_terms, n_valid = [], [], 0
+    cls_sum = reg_sum = n_valid = n_pos = out.h.new_zeros(())
     for level in out.levels:
         labels, targets = assign_targets(level, windows, fps, cfg.strides)
-        valid = level["mask"]
+        valid = level["mask"].float()
         focal = sigmoid_focal_loss(level["cls"].float(), labels, alpha=-1 if cfg.focal_alpha is None else cfg.focal_alpha,
                                    gamma=cfg.focal_gamma, reduction="none")
-        cls_terms.append(focal[valid].sum())
-        n_valid += int(valid.sum())
-        pos = (labels > 0) & valid
-        if pos.any():
-            reg_terms.append(F.l1_loss(level["reg"][pos].float(), targets[pos], reduction="none").sum(-1))
+        cls_sum = cls_sum + (focal * valid).sum()
+        n_valid = n_valid + valid.sum()
+        pos = labels * valid
+        l1 = F.l1_loss(level["reg"].float(), targets, reduction="none").sum(-1)
+        reg_sum = reg_sum + (l1 * pos).sum()
+        n_pos = n_pos + pos.sum()
+    cls_loss = cls_sum / n_valid.clamp(min=1)
+    reg_loss = reg_sum / n_pos.clamp(min=1)
     zero = out.h.sum() * 0
-    cls_loss = torch.stack(cls_terms).sum() / max(n_valid, 1)
-    reg_loss = torch.cat(reg_terms).mean() if reg_terms else zero
     mask = out.video_mask
     sal_loss = saliency_contrastive(out.saliency.float(), saliency_target, mask, cfg.temperature, generator)
     # calibration: per-layer CLS features averaged over positive frames vs per-layer pooled queries

@@ -1,0 +1,123 @@
+"""Run a suite: every run → the results ledger → the rendered table.
+
+    python run_all.py --suite table9                      # built-in synthetic benchmark
+    python run_all.py --suite table9 --paper-scale        # params + memory at the paper's setting, seconds
+    python run_all.py --suite table9 --dataset qvhighlights --video-dir VIDEOS --weights ViT-B-32.pt
+
+Finished runs are skipped on a re-run (the ledger makes an interrupted suite resume); a run
+that fails is recorded with its reason and the suite goes on.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+from bench.ledger import Ledger, make_run_id
+from bench.paths import REPO_ROOT
+from bench.run import RunContext, execute, base_record
+from bench.suites import get_suite
+from methods.backbone import RANDOM_INIT
+from methods.base import REGISTRY, get_method
+
+log = logging.getLogger("run_all")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", default="table9")
+    p.add_argument("--dataset", default="synthetic", choices=("synthetic", "qvhighlights"))
+    p.add_argument("--video-dir", help="folder of <vid>.mp4 files (real datasets)")
+    p.add_argument("--annotations", help="folder of the dataset's annotation JSONL files")
+    p.add_argument("--backbone", help="open_clip model name (default: R2Bench-Tiny on synthetic, else ViT-B-32)")
+    p.add_argument("--weights", help="local CLIP checkpoint file (default on synthetic: the project's tiny CLIP)")
+    p.add_argument("--random-init", action="store_true", help="use a randomly initialised backbone")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--methods", nargs="+", help="only these rows of the suite")
+    p.add_argument("--epochs", type=int, help="override the dataset preset's epochs")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--out", type=Path, default=REPO_ROOT / "out")
+    p.add_argument("--paper-scale", action="store_true",
+                   help="only parameters and memory at the paper's setting (no data, weights or training)")
+    p.add_argument("--fresh", action="store_true", help="re-run runs the ledger already has")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p.parse_args(argv)
+
+
+def dataset_and_backbone(args):
+    """The DatasetSpec and (backbone name, weights path) a suite runs on."""
+    from datasets import vtg
+    if args.dataset == "synthetic":
+        spec = vtg.synthetic_spec()
+        name = args.backbone or "R2Bench-Tiny"
+        if args.weights or args.random_init or name != "R2Bench-Tiny":
+            return spec, name, args.weights
+        from datasets.tiny_clip import ensure_tiny_clip
+        return spec, name, str(ensure_tiny_clip())
+    spec = vtg.qvhighlights_spec(args.video_dir or "", args.annotations)
+    return spec, args.backbone or "ViT-B-32", args.weights
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    suite = get_suite(args.suite)
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if args.device == "auto" else args.device)
+    # paper-scale rows (no training) get a folder of their own so they never mix with trained runs
+    out_dir = args.out / (suite.name + ("_paper_scale" if args.paper_scale else ""))
+    ledger = Ledger(out_dir)
+    if args.paper_scale:
+        from datasets.vtg import DatasetSpec
+        dataset = DatasetSpec("paper-scale", {}, Path("."), 0.5)
+        backbone, weights = "ViT-B-32", None
+    else:
+        dataset, backbone, weights = dataset_and_backbone(args)
+    log.info("suite %s on %s | backbone %s [%s] | device %s", suite.name, dataset.name, backbone,
+             weights or RANDOM_INIT, device)
+    if weights is None and not args.paper_scale:
+        log.warning("!! the backbone is RANDOMLY INITIALISED: metrics are not comparable to the paper")
+    for spec in suite.runs:
+        if args.methods and spec.method not in args.methods:
+            continue
+        try:
+            get_method(spec.method)
+        except KeyError:
+            log.info("skip %s: method not in the registry yet (have %s)", spec.method, sorted(REGISTRY))
+            continue
+        for seed in args.seeds:
+            overrides = dict(spec.overrides, **({"epochs": args.epochs} if args.epochs else {}))
+            run_id = make_run_id(suite.name, spec.method, dataset.name, seed, overrides)
+            if ledger.done(run_id) and not args.fresh:
+                log.info("done already: %s (use --fresh to re-run)", run_id)
+                continue
+            ctx = RunContext(suite.name, dataset, backbone, weights, device, out_dir, seed,
+                             train_overrides={"epochs": args.epochs} if args.epochs else {},
+                             paper_scale=args.paper_scale, progress=not args.quiet)
+            log.info("── %s (seed %d)", spec.method, seed)
+            start = time.perf_counter()
+            try:
+                record = execute(spec, ctx, run_id)
+            except Exception as e:  # a failed run is recorded and the suite goes on
+                log.error("run %s failed: %s", run_id, e)
+                log.debug(traceback.format_exc())
+                record = base_record(spec, ctx, run_id)
+                record.update(status="failed", error=f"{type(e).__name__}: {e}",
+                              wall_s=round(time.perf_counter() - start, 1))
+            ledger.append(record)
+            ledger.write_results_csv()
+    results = ledger.write_results_csv()
+    paths = suite.render(results, out_dir)
+    log.info("\n%s", paths[0].read_text())
+    log.info("results: %s\ntables: %s", results, ", ".join(str(p) for p in paths))
+    failed = [r for r in ledger.records() if r["status"] != "ok"]
+    return 1 if failed and len(failed) == len(ledger.records()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
