@@ -8,7 +8,8 @@ Measurements in every record:
   224×224, batch 32, 75 frames, FP16 autocast, from frames, CLIP included). On CUDA it is
   measured (``torch.cuda.max_memory_allocated``, source ``cuda``); otherwise the same step
   runs on fake tensors with live storage counted (source ``estimate``).
-* ``train_videos_per_s``: the training loop as the method trains (METL/frozen from cached
+* ``train_videos_per_s``: with ``--paper-scale`` on CUDA, the paper-setting step above
+  (frames in, batch 32); otherwise the training loop as the method trains (METL/frozen from cached
   features, PETL/full from frames); ``infer_videos_per_s``: end to end from frames
   (backbone + head + decoding) on up to 64 evaluation videos; ``wall_s``: the whole run.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit
+from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
 from bench.metrics import evaluate_qvhighlights
 from bench.train import TrainConfig, predict, save_checkpoint, train
 from datasets.vtg import DatasetSpec, FrameSource, VTGDataset, build_features, feature_cache_for
@@ -67,26 +68,36 @@ def paper_params(method: str, overrides: dict) -> tuple[int, int]:
     return count_params(model), sum(p.numel() for p in model.backbone.parameters())
 
 
+def paper_setup(method: str, overrides: dict, device: torch.device):
+    """Model, fake batch and optimizer at the paper's setting (random ViT-B/32 weights)."""
+    model = build_model(method, Backbone(PAPER_BACKBONE, device=device), overrides).to(device).train()
+    b, t = PAPER_BATCH, PAPER_FRAMES
+    ids = torch.zeros(b, PAPER_QUERY_TOKENS, dtype=torch.long, device=device)
+    ids[:, 0], ids[:, 1:PAPER_QUERY_TOKENS - 1], ids[:, PAPER_QUERY_TOKENS - 1] = 49406, 320, 49407
+    saliency = torch.zeros(b, t, device=device)
+    saliency[:, 10:30] = 2.0
+    batch = dict(frames=torch.randn(b, t, 3, 224, 224, device=device),
+                 video_mask=torch.ones(b, t, dtype=torch.bool, device=device), text_ids=ids,
+                 windows=[torch.tensor([[20.0, 60.0]], device=device)] * b, saliency=saliency,
+                 fps=torch.full((b,), 0.5, device=device), duration=torch.full((b,), 150.0, device=device),
+                 qid=list(range(b)), vid=[f"v{i}" for i in range(b)], query=["a query"] * b)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    return model, batch, optimizer
+
+
+def paper_step(model, batch, optimizer) -> None:
+    """One training step with FP16 autocast: forward from frames, the five losses, backward, AdamW."""
+    with torch.autocast(batch["frames"].device.type, dtype=torch.float16):
+        out = model(batch)
+        loss = model.loss(out, batch)["total"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def paper_training_step(method: str, overrides: dict, device: torch.device):
-    """A closure running one training step at the paper's setting (random weights, fake data)."""
-    def step():
-        model = build_model(method, Backbone(PAPER_BACKBONE, device=device), overrides).to(device).train()
-        b, t = PAPER_BATCH, PAPER_FRAMES
-        ids = torch.zeros(b, PAPER_QUERY_TOKENS, dtype=torch.long, device=device)
-        ids[:, 0], ids[:, 1:PAPER_QUERY_TOKENS - 1], ids[:, PAPER_QUERY_TOKENS - 1] = 49406, 320, 49407
-        batch = dict(frames=torch.randn(b, t, 3, 224, 224, device=device),
-                     video_mask=torch.ones(b, t, dtype=torch.bool, device=device), text_ids=ids,
-                     windows=[torch.tensor([[20.0, 60.0]], device=device)] * b,
-                     fps=torch.full((b,), 0.5, device=device), duration=torch.full((b,), 150.0, device=device),
-                     saliency=torch.zeros(b, t, device=device))
-        batch["saliency"][:, 10:30] = 2.0
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        with torch.autocast(device.type, dtype=torch.float16):
-            out = model(batch)
-            loss = model.loss(out, batch)["total"]
-        loss.backward()
-        optimizer.step()
-    return step
+    """A closure building the paper-setting model and running one training step (for memory)."""
+    return lambda: paper_step(*paper_setup(method, overrides, device))
 
 
 @lru_cache(maxsize=None)
@@ -101,6 +112,20 @@ def paper_memory(method: str, overrides: dict, device: torch.device) -> tuple[fl
     """Peak GiB of one paper-setting training step and its source (``cuda`` or ``estimate``)."""
     peak, source = _paper_memory(method, json.dumps(overrides, sort_keys=True), device.type)
     return peak / 2**30, source
+
+
+def paper_throughput(method: str, overrides: dict, device: torch.device) -> tuple[float, float]:
+    """(training, inference) videos/s at the paper's setting, from frames (CUDA only: on a CPU a
+    batch of 32 × 75 ViT-B/32 frames takes minutes)."""
+    model, batch, optimizer = paper_setup(method, overrides, device)
+    train_vps = throughput(lambda: paper_step(model, batch, optimizer), PAPER_BATCH, warmup=1, repeats=3)
+    model.eval()
+
+    @torch.no_grad()
+    def infer():
+        with torch.autocast(device.type, dtype=torch.float16):
+            model.predict(model(batch), batch)
+    return train_vps, throughput(infer, PAPER_BATCH, warmup=1, repeats=3)
 
 
 def versions() -> dict:
@@ -129,6 +154,9 @@ def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
     record["memory_gib"] = round(memory, 2)
     if not ctx.paper_scale:
         record.update(_train_and_evaluate(spec, ctx, overrides, run_id))
+    elif ctx.device.type == "cuda":
+        train_vps, infer_vps = paper_throughput(spec.method, spec.overrides, ctx.device)
+        record.update(train_videos_per_s=round(train_vps, 2), infer_videos_per_s=round(infer_vps, 2))
     record["status"] = "ok"
     record["wall_s"] = round(time.perf_counter() - start, 1)
     record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -79,10 +79,22 @@ class HeadConfig:
         return self.num_layers if self.layer_mode == "recurrent" else 1
 
 
+class UniformDropout(nn.Dropout):
+    """``nn.Dropout`` with the mask drawn as ``uniform ≥ p``: the same distribution, but on the
+    CPU about 3× faster than torch's ``bernoulli_`` — which was a third of a training step,
+    since the mappers drop out every one of the 50 tokens × T frames × K layers."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        mask = torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))  # in place: 0 or 1/(1−p)
+        return x * mask
+
+
 def mapper(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
     """LN → Dropout → Linear → ReLU → LN → Dropout → Linear: maps CLIP tokens to the head width."""
-    return nn.Sequential(nn.LayerNorm(in_dim), nn.Dropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(),
-                         nn.LayerNorm(hidden), nn.Dropout(dropout), nn.Linear(hidden, hidden))
+    return nn.Sequential(nn.LayerNorm(in_dim), UniformDropout(dropout), nn.Linear(in_dim, hidden), nn.ReLU(),
+                         nn.LayerNorm(hidden), UniformDropout(dropout), nn.Linear(hidden, hidden))
 
 
 def sinusoid_positions(mask: Tensor, dim: int) -> Tensor:

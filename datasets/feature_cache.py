@@ -1,0 +1,162 @@
+"""On-disk cache of frozen-backbone features: one checksummed fp16 safetensors file per video.
+
+Layout: ``root/<digest(key)>/key.json`` plus ``root/<digest(key)>/<safe vid>.safetensors``.
+The key names everything the features depend on (backbone, weights digest, fps, layers,
+image size, ...), so a change to any of them selects a fresh directory. Every entry's
+metadata records the video id, the key digest and a blake2b checksum of the tensor bytes;
+an entry that fails to parse or verify is logged, deleted and reported as missing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def key_digest(key: Mapping) -> str:
+    """Short stable digest of a JSON-serialisable key (order of dict entries is irrelevant)."""
+    canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
+    return hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
+
+
+def safe_name(vid: str) -> str:
+    """File-name stem for a video id: the id itself when harmless, else a sanitised id plus a hash."""
+    vid = str(vid)
+    if _SAFE_ID.fullmatch(vid):
+        return vid
+    stem = _UNSAFE_CHARS.sub("_", vid).strip("._")[:80] or "vid"
+    return f"{stem}-{hashlib.blake2b(vid.encode(), digest_size=6).hexdigest()}"
+
+
+def tensors_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
+    """blake2b over every tensor's name, dtype, shape and raw bytes (names in sorted order)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync it, then ``os.replace`` it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CorruptEntry(Exception):
+    """A cache file that cannot be trusted (truncated, unparsable, wrong key or checksum)."""
+
+
+@dataclass
+class CacheStats:
+    """Counters: valid entries read, lookups that found nothing usable, corrupt entries dropped."""
+
+    hits: int = 0
+    misses: int = 0
+    rebuilt: int = 0
+
+
+class FeatureCache:
+    """Feature cache for one key; see the module docstring for the layout and checks."""
+
+    def __init__(self, root: str | os.PathLike, key: Mapping):
+        self.key = json.loads(json.dumps(key, sort_keys=True))
+        self.digest = key_digest(self.key)
+        self.dir = Path(root) / self.digest
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.stats = CacheStats()
+        key_file = self.dir / "key.json"
+        if key_file.exists():
+            stored = json.loads(key_file.read_text())
+            if stored != self.key:
+                raise RuntimeError(f"{key_file}: holds a different key with the same digest: {stored!r}")
+        else:
+            _atomic_write(key_file, (json.dumps(self.key, sort_keys=True, indent=2) + "\n").encode())
+
+    def path_for(self, vid: str) -> Path:
+        """The entry file of ``vid`` (it may not exist)."""
+        return self.dir / f"{safe_name(vid)}.safetensors"
+
+    def put(self, vid: str, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Store ``tensors`` (floating → fp16, others kept) atomically; returns what was stored."""
+        stored = {}
+        for name, t in tensors.items():
+            t = t.detach().cpu()
+            stored[name] = (t.to(torch.float16) if t.is_floating_point() else t).contiguous()
+        metadata = {
+            "format": FORMAT_VERSION,
+            "vid": str(vid),
+            "key_digest": self.digest,
+            "key": json.dumps(self.key, sort_keys=True),
+            "checksum": tensors_checksum(stored),
+        }
+        _atomic_write(self.path_for(vid), st_save(stored, metadata=metadata))
+        return stored
+
+    def get(self, vid: str) -> dict[str, torch.Tensor] | None:
+        """The stored tensors, or None when absent or corrupt (a corrupt file is logged and deleted)."""
+        path = self.path_for(vid)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self.stats.misses += 1
+            return None
+        try:
+            tensors = self._verify(vid, data)
+        except CorruptEntry as e:
+            logger.warning("feature cache: corrupt entry %s (%s); deleted, it will be rebuilt", path, e)
+            path.unlink(missing_ok=True)
+            self.stats.rebuilt += 1
+            self.stats.misses += 1
+            return None
+        self.stats.hits += 1
+        return tensors
+
+    def get_or_compute(
+        self, vid: str, fn: Callable[[], Mapping[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """``get(vid)``, or compute with ``fn()``, store and return the stored (fp16) tensors."""
+        tensors = self.get(vid)
+        return tensors if tensors is not None else self.put(vid, fn())
+
+    def _verify(self, vid: str, data: bytes) -> dict[str, torch.Tensor]:
+        if len(data) < 8:
+            raise CorruptEntry(f"only {len(data)} bytes")
+        try:
+            header_len = int.from_bytes(data[:8], "little")
+            metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+            tensors = st_load(data)
+        except Exception as e:  # safetensors/json raise several types for damaged input
+            raise CorruptEntry(f"unreadable: {e}") from e
+        expected = {"format": FORMAT_VERSION, "vid": str(vid), "key_digest": self.digest}
+        for field, value in expected.items():
+            if metadata.get(field) != value:
+                raise CorruptEntry(f"metadata {field}={metadata.get(field)!r}, expected {value!r}")
+        if metadata.get("checksum") != tensors_checksum(tensors):
+            raise CorruptEntry("checksum mismatch")
+        return tensors
