@@ -53,7 +53,7 @@ def dataset_and_backbone(args):
     """The DatasetSpec and (backbone name, weights path) a suite runs on."""
     from datasets import vtg
     if args.dataset == "synthetic":
-        spec = vtg.synthetic_spec()
+        spec = vtg.synthetic_spec(progress=not args.quiet)
         name = args.backbone or "R2Bench-Tiny"
         if args.weights or args.random_init or name != "R2Bench-Tiny":
             return spec, name, args.weights

@@ -1,0 +1,73 @@
+"""Video frames through decord: one frame per clip, resized and centre-cropped to a square."""
+from __future__ import annotations
+
+import math
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from datasets.errors import InputError
+
+
+def _open(path: str | PathLike):
+    """A decord ``VideoReader`` for ``path``, or an ``InputError`` naming the file."""
+    import decord  # imported lazily: decord is only needed when videos are read
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, None, "video", "file not found" if not path.exists() else "not a regular file")
+    try:
+        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        n_frames, fps = len(reader), float(reader.get_avg_fps())
+    except Exception as exc:  # decord raises bare DECORDError/RuntimeError for any decoding problem
+        raise InputError(path, None, "video", f"cannot decode video ({type(exc).__name__}: {_first_line(exc)})") from exc
+    if n_frames <= 0 or not math.isfinite(fps) or fps <= 0:
+        raise InputError(path, None, "video", f"no decodable frames (frames={n_frames}, fps={fps})")
+    return reader, n_frames, fps
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else "no message"
+
+
+def video_duration(path: str | PathLike) -> float:
+    """Duration in seconds (number of frames / average fps)."""
+    _, n_frames, fps = _open(path)
+    return n_frames / fps
+
+
+def read_frames(path: str | PathLike, fps: float, size: int) -> np.ndarray:
+    """Frames at the centre of each ``1/fps``-second clip, as uint8 ``(T, size, size, 3)``.
+
+    ``T = max(1, floor(duration * fps))``; each frame's shorter side is resized to ``size``
+    (bilinear, antialiased) and the centre ``size x size`` square is kept.
+    """
+    if fps <= 0 or size <= 0:
+        raise ValueError(f"fps and size must be positive (got fps={fps}, size={size})")
+    reader, n_frames, video_fps = _open(path)
+    n_clips = max(1, math.floor(n_frames / video_fps * fps + 1e-6))
+    times = (np.arange(n_clips) + 0.5) / fps
+    indices = np.minimum(np.floor(times * video_fps + 1e-6).astype(np.int64), n_frames - 1)
+    try:
+        frames = reader.get_batch(indices.tolist()).asnumpy()
+    except Exception as exc:
+        raise InputError(path, None, "video", f"cannot decode frames ({type(exc).__name__}: {_first_line(exc)})") from exc
+    return _resize_crop(frames, size)
+
+
+def _resize_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize the shorter side of ``(T, H, W, 3)`` uint8 frames to ``size``, then centre-crop."""
+    h, w = frames.shape[1:3]
+    if (h, w) != (size, size):
+        scale = size / min(h, w)
+        new_h, new_w = max(size, round(h * scale)), max(size, round(w * scale))
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+        x = F.interpolate(x, size=(new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+        top, left = (new_h - size) // 2, (new_w - size) // 2
+        x = x[:, :, top:top + size, left:left + size]
+        frames = x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return np.ascontiguousarray(frames)

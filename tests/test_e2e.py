@@ -1,0 +1,142 @@
+"""End to end on a small synthetic benchmark: train + evaluate beats trivial baselines, runs
+repeat exactly, checkpoints are safetensors, a suite records failures, resumes after a crash."""
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import run_all
+from bench.ledger import Ledger
+from bench.metrics import evaluate_qvhighlights
+from bench.run import RunContext, RunSpec, execute
+from datasets import vtg
+from datasets.errors import InputError
+from datasets.tiny_clip import pretrain
+
+SIZES = dict(n_train=48, n_val=24, n_test=4, duration=40)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """A small synthetic benchmark and a briefly pretrained tiny CLIP, in a private cache."""
+    root = tmp_path_factory.mktemp("r2bench")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("R2BENCH_CACHE", str(root))
+        spec = vtg.synthetic_spec(**SIZES)
+        weights, _ = pretrain(seed=0, steps=60, out=root / "tiny.safetensors", progress=False)
+        yield dict(root=root, spec=spec, weights=str(weights))
+
+
+def context(env, name, **kw):
+    kw.setdefault("train_overrides", dict(epochs=10, batch_size=8, warmup_iters=10, lr_drop_epoch=8))
+    return RunContext(name, env["spec"], "R2Bench-Tiny", env["weights"], torch.device("cpu"),
+                      env["root"] / "out" / name, progress=False, **kw)
+
+
+def trivial_submissions(samples):
+    """Whole-video windows, and random windows (seeded), in the submission format."""
+    rng = random.Random(0)
+    whole, rand = [], []
+    for s in samples:
+        base = dict(qid=s.qid, query=s.query, vid=s.vid, pred_saliency_scores=[0.0] * int(s.duration / 2))
+        whole.append(dict(base, pred_relevant_windows=[[0.0, s.duration, 1.0]]))
+        wins = []
+        for _ in range(10):
+            a, b = sorted(rng.uniform(0, s.duration) for _ in range(2))
+            wins.append([a, b, rng.random()])
+        rand.append(dict(base, pred_relevant_windows=sorted(wins, key=lambda w: -w[2])))
+    return whole, rand
+
+
+@pytest.fixture(scope="module")
+def r2_run(env):
+    return execute(RunSpec("r2_tuning"), context(env, "e2e"), "e2e-r2")
+
+
+def test_training_beats_trivial_baselines(env, r2_run):
+    samples = env["spec"].samples("val")
+    gt = [s.raw for s in samples]
+    whole, rand = (evaluate_qvhighlights(sub, gt)["brief"]["MR-full-mAP"] for sub in trivial_submissions(samples))
+    ours = r2_run["metrics"]["MR-full-mAP"]
+    assert ours > max(whole, rand) + 5, (ours, whole, rand)
+
+
+def test_run_record_has_the_measurements(r2_run):
+    assert r2_run["status"] == "ok" and r2_run["params"] == 2_836_242 and r2_run["params_M"] == 2.705
+    assert r2_run["memory_source"] == "estimate" and 5 < r2_run["memory_gib"] < 15
+    assert r2_run["train_videos_per_s"] > 0 and r2_run["infer_videos_per_s"] > 0 and r2_run["wall_s"] > 0
+    assert r2_run["weights"].endswith("tiny.safetensors")
+    lines = Path(r2_run["predictions"]).read_text().splitlines()
+    first = json.loads(lines[0])
+    assert set(first) == {"qid", "query", "vid", "pred_relevant_windows", "pred_saliency_scores"}
+
+
+def test_checkpoint_holds_the_learnable_parameters(env, r2_run):
+    tensors = load_file(str(env["root"] / "out" / "e2e" / "runs" / "e2e-r2" / "checkpoint.safetensors"))
+    assert sum(t.numel() for t in tensors.values()) == r2_run["params_run"]
+    assert all(name.startswith("head.") for name in tensors)
+
+
+def test_same_seed_same_numbers_on_cpu(env):
+    quick = dict(epochs=1, batch_size=8, warmup_iters=2, lr_drop_epoch=None)
+    a = execute(RunSpec("frozen"), context(env, "det-a", train_overrides=quick), "det")
+    b = execute(RunSpec("frozen"), context(env, "det-b", train_overrides=quick), "det")
+    assert a["final_losses"] == b["final_losses"]
+    assert Path(a["predictions"]).read_text() == Path(b["predictions"]).read_text()
+
+
+def test_missing_video_names_file_and_field(env):
+    with pytest.raises(InputError, match=r"nope\.mp4.*field 'vid'"):
+        env["spec"].video_path("nope")
+
+
+def _bad_dataset(tmp_path):
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    good = json.dumps(dict(qid=1, query="a red circle", duration=20, vid="v1", relevant_windows=[[2, 6]],
+                           relevant_clip_ids=[1, 2], saliency_scores=[[2, 2, 2], [3, 3, 3]]))
+    (ann / "highlight_train_release.jsonl").write_text(good + "\n" + "{not json\n")
+    (ann / "highlight_val_release.jsonl").write_text(good + "\n")
+    (tmp_path / "videos").mkdir()
+    return ann, tmp_path / "videos"
+
+
+def test_a_failing_run_is_recorded_with_its_reason_and_the_suite_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path / "cache"))
+    ann, videos = _bad_dataset(tmp_path)
+    run_all.main(["--suite", "table9", "--dataset", "qvhighlights", "--annotations", str(ann), "--video-dir",
+                  str(videos), "--backbone", "R2Bench-Tiny", "--out", str(tmp_path / "out"), "--quiet"])
+    records = Ledger(tmp_path / "out" / "table9").records()
+    assert [r["method"] for r in records] == ["frozen", "r2_tuning"]       # both attempted
+    for r in records:
+        assert r["status"] == "failed"
+        assert "highlight_train_release.jsonl:2" in r["error"]
+    assert (tmp_path / "out" / "table9" / "table9.md").is_file()
+
+
+def test_an_interrupted_suite_resumes_without_redoing_finished_runs(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    args = ["--suite", "table9", "--paper-scale", "--out", str(out), "--quiet"]
+    real = run_all.execute
+
+    def crash_on_r2(spec, ctx, run_id):
+        if spec.method == "r2_tuning":
+            raise KeyboardInterrupt  # the machine dies mid-suite
+        return real(spec, ctx, run_id)
+
+    monkeypatch.setattr(run_all, "execute", crash_on_r2)
+    with pytest.raises(KeyboardInterrupt):
+        run_all.main(args)
+    ledger = Ledger(out / "table9_paper_scale")
+    (first,) = ledger.records()
+    assert first["method"] == "frozen" and first["status"] == "ok"
+
+    monkeypatch.setattr(run_all, "execute", real)
+    run_all.main(args)
+    records = ledger.records()
+    assert [r["method"] for r in records] == ["frozen", "r2_tuning"]
+    assert records[0]["started"] == first["started"]  # not re-run
+    assert records[1]["params"] == 2_836_242

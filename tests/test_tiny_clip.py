@@ -1,0 +1,89 @@
+"""datasets.tiny_clip: deterministic pretraining, atomic safetensors, open_clip round trip."""
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+from datasets import tiny_clip as T
+
+FAST = dict(steps=3, batch_size=8, n_heldout=16, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return T.train(seed=0, **FAST)
+
+
+def test_config_registers_and_builds():
+    T.register_config()
+    assert "R2Bench-Tiny" in open_clip.list_models()
+    model = open_clip.create_model("R2Bench-Tiny")
+    assert model.visual.image_size == (64, 64) and model.context_length == 32
+    assert model.text_projection.shape == (128, 128)
+
+
+def test_same_seed_bit_identical_checkpoint(trained, tmp_path):
+    model, acc = trained
+    again, acc_again = T.train(seed=0, **FAST)
+    a = T.save(model, tmp_path / "a.safetensors", {"seed": "0"})
+    b = T.save(again, tmp_path / "b.safetensors", {"seed": "0"})
+    assert a.read_bytes() == b.read_bytes() and acc == acc_again
+    other, _ = T.train(seed=1, **FAST)
+    assert not torch.equal(other.visual.conv1.weight, model.visual.conv1.weight)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors", "b.safetensors"]  # no temp files
+
+
+def test_open_clip_loads_checkpoint_with_same_outputs(trained, tmp_path):
+    model, _ = trained
+    path = T.save(model, tmp_path / "tiny.safetensors", {})
+    loaded = open_clip.create_model("R2Bench-Tiny", pretrained=str(path)).eval()
+    images, captions = T.sample_pairs(np.random.default_rng(5), 6)
+    x, tokens = T.normalize(images), T.tokenize(captions)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_image(x), model.encode_image(x), rtol=0, atol=0)
+        torch.testing.assert_close(loaded.encode_text(tokens), model.encode_text(tokens), rtol=0, atol=0)
+    assert T.load_tiny_clip(path).logit_scale.item() == model.logit_scale.item()
+
+
+def test_trimmed_text_encoding_matches_open_clip(trained):
+    model, _ = trained
+    tokens = T.tokenize(["a red circle", "we see a small blue square in the lower half"])
+    with torch.no_grad():
+        torch.testing.assert_close(T._encode_text_trimmed(model, tokens), model.encode_text(tokens),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_pairs_and_accuracy_are_well_formed(trained):
+    images, captions = T.sample_pairs(np.random.default_rng(0), 5)
+    assert images.shape == (5, 64, 64, 3) and images.dtype == np.uint8 and all(captions)
+    assert T.tokenize(captions).shape == (5, 32)
+    acc = T.retrieval_accuracy(trained[0], seed=0, n=32)
+    assert set(acc) == {"i2t", "i2t_chance", "t2i", "t2i_chance"}
+    assert all(0 <= v <= 1 for v in acc.values()) and 0 < acc["i2t_chance"] < 0.2
+
+
+def test_cli_writes_checkpoint_and_reports(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(T, "N_HELDOUT", 16)
+    monkeypatch.setattr(T, "BATCH_SIZE", 8)
+    out = tmp_path / "cli.safetensors"
+    T.main(["--steps", "2", "--seed", "3", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert out.is_file() and "image->text" in text and "text->image" in text and "chance" in text
+
+
+def test_ensure_trains_once_then_reuses(monkeypatch):
+    calls, real_train = [], T.train
+
+    def fake_train(seed, steps, device="cpu", progress=True):
+        calls.append((seed, steps))
+        return real_train(seed, **FAST)
+
+    monkeypatch.setattr(T, "train", fake_train)
+    path = T.ensure_tiny_clip(seed=2)
+    assert path == T.checkpoint_path(2) and path.is_file() and path.name == "R2Bench-Tiny-s2.safetensors"
+    assert T.ensure_tiny_clip(seed=2) == path and calls == [(2, T.DEFAULT_STEPS)]
