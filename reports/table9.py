@@ -124,11 +124,15 @@ def _rows(results: pd.DataFrame, paper: pd.DataFrame, include_missing: bool) -> 
 
 
 def _setting(results: pd.DataFrame) -> list[str]:
-    """Header lines: the random-init warning (if any), our setting, the paper's setting."""
+    """Header lines: the random-init warning (when a random-init run has metrics), our setting,
+    the paper's setting."""
     def values(col: str) -> str:
         return ", ".join(sorted({_text(v) for v in results[col]} - {""})) or "none"
 
-    lines = [RANDOM_INIT_WARNING] if (results["weights"] == "random-init").any() else []
+    metric_cols = [c[1] for c in COLUMNS if c[3] == "metric" and c[1] in results]
+    random_rows = results[results["weights"] == "random-init"]
+    has_metrics = not random_rows.empty and random_rows[metric_cols].notna().any(axis=None)
+    lines = [RANDOM_INIT_WARNING] if has_metrics else []
     lines.append(f"Ours: dataset {values('dataset')}; backbone {values('backbone')}; weights {values('weights')}; "
                  f"memory source {values('memory_source')} (est. = estimated, not a measured peak).")
     lines.append(PAPER_SETTING)

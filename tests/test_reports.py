@@ -73,12 +73,16 @@ def test_estimate_marker_and_failed_reason(results, tmp_path):
 
 
 def test_random_init_warning(tmp_path):
-    results = write_results(tmp_path / "r.csv", [run("r2_tuning", "R2-Tuning", weights="random-init")])
+    results = write_results(tmp_path / "r.csv", [run("r2_tuning", "R2-Tuning", weights="random-init",
+                                                      metrics=(1.0, 1.0, 1.0, 1.0, 1.0))])
     md, tex, _ = (p.read_text() for p in table9.render(results, tmp_path))
     assert "**WARNING: randomly initialised backbone — metrics not comparable to the paper.**" in md
     assert r"\textbf{WARNING: randomly initialised backbone --- metrics not comparable" in tex
     clean = write_results(tmp_path / "c.csv", [run("r2_tuning", "R2-Tuning")])
     assert "randomly initialised" not in table9.render(clean, tmp_path / "c")[0].read_text()
+    # --paper-scale rows (params and memory only) have no metrics to warn about
+    sized = write_results(tmp_path / "p.csv", [run("r2_tuning", "R2-Tuning", weights="random-init")])
+    assert "randomly initialised" not in table9.render(sized, tmp_path / "p")[0].read_text()
 
 
 def test_latex_looks_compilable(results, tmp_path):
