@@ -5,11 +5,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from bench.paths import atomic_write
 from datasets.errors import InputError
 
 LEDGER_NAME = "ledger.jsonl"
@@ -28,28 +28,6 @@ def make_run_id(suite: str, method: str, dataset: str, seed: int, overrides: dic
     digest = hashlib.sha256(blob).hexdigest()[:8]
     readable = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)) for p in (suite, method, dataset, f"s{seed}"))
     return f"{readable}-{digest}"
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` via a temp file in the same directory, fsync, then ``os.replace`` over ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
 
 
 def _to_json(obj):
@@ -106,7 +84,7 @@ class Ledger:
                 break
         else:
             records.append(record)
-        atomic_write_text(self.path, "".join(json.dumps(r, default=_to_json) + "\n" for r in records))
+        atomic_write(self.path, "".join(json.dumps(r, default=_to_json) + "\n" for r in records))
 
     def done(self, run_id: str) -> bool:
         """True if ``run_id`` has a record with status ``"ok"``."""
@@ -119,4 +97,4 @@ class Ledger:
         rows = [{**{c: r.get(c) for c in LEADING_COLUMNS + TRAILING_COLUMNS}, **(r.get("metrics") or {})}
                 for r in records]
         frame = pd.DataFrame(rows, columns=columns)
-        return atomic_write_text(self.directory / RESULTS_NAME, frame.to_csv(index=False, lineterminator="\n"))
+        return atomic_write(self.directory / RESULTS_NAME, frame.to_csv(index=False, lineterminator="\n"))

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as save_safetensors
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from bench.paths import atomic_write
 from datasets.vtg import VTGDataset, collate
 from methods.base import TransferModel
 
@@ -120,9 +121,6 @@ def predict(model: TransferModel, dataset: VTGDataset, batch_size: int, device: 
 
 
 def save_checkpoint(model: torch.nn.Module, path: Path) -> Path:
-    """The learnable parameters only, as safetensors (written to a temp file, then renamed)."""
+    """The learnable parameters only, as safetensors, written atomically."""
     tensors = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, save_safetensors(tensors))

@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -21,6 +20,8 @@ from typing import Callable, Mapping
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
+
+from bench.paths import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -54,20 +55,6 @@ def tensors_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync it, then ``os.replace`` it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class CorruptEntry(Exception):
     """A cache file that cannot be trusted (truncated, unparsable, wrong key or checksum)."""
 
@@ -96,7 +83,7 @@ class FeatureCache:
             if stored != self.key:
                 raise RuntimeError(f"{key_file}: holds a different key with the same digest: {stored!r}")
         else:
-            _atomic_write(key_file, (json.dumps(self.key, sort_keys=True, indent=2) + "\n").encode())
+            atomic_write(key_file, (json.dumps(self.key, sort_keys=True, indent=2) + "\n").encode())
 
     def path_for(self, vid: str) -> Path:
         """The entry file of ``vid`` (it may not exist)."""
@@ -115,7 +102,7 @@ class FeatureCache:
             "key": json.dumps(self.key, sort_keys=True),
             "checksum": tensors_checksum(stored),
         }
-        _atomic_write(self.path_for(vid), st_save(stored, metadata=metadata))
+        atomic_write(self.path_for(vid), st_save(stored, metadata=metadata))
         return stored
 
     def get(self, vid: str) -> dict[str, torch.Tensor] | None:

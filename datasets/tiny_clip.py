@@ -14,7 +14,6 @@ import functools
 import itertools
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,10 +22,10 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from safetensors.torch import save_file
+from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
-from bench.paths import cache_dir
+from bench.paths import atomic_write, cache_dir
 from datasets import synthetic
 
 MODEL_NAME = "R2Bench-Tiny"
@@ -201,15 +200,7 @@ def save(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, save_safetensors(state, metadata=metadata))
 
 
 def pretrain(seed: int = 0, steps: int = DEFAULT_STEPS, out: str | os.PathLike | None = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.ledger import atomic_write_text
+from bench.paths import atomic_write
 from datasets.errors import InputError
 from reports.paper import PAPER_ROW_NAMES, paper_table
 
@@ -218,9 +218,9 @@ def render(results_csv, out_dir, paper=None, *, include_missing: bool = False) -
     columns = ["Method", "Kind", "method", "status", "runs", "note", "memory_source",
                *(f"{g[0]} {side}" for g in COLUMNS for side in ("ours", "paper"))]
     return [
-        atomic_write_text(out_dir / "table9.md", _markdown(rows, setting)),
-        atomic_write_text(out_dir / "table9.tex", _latex(rows, setting)),
-        atomic_write_text(out_dir / "table9.csv",
+        atomic_write(out_dir / "table9.md", _markdown(rows, setting)),
+        atomic_write(out_dir / "table9.tex", _latex(rows, setting)),
+        atomic_write(out_dir / "table9.csv",
                           pd.DataFrame(rows, columns=columns).to_csv(index=False, lineterminator="\n")),
     ]
 
