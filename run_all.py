@@ -21,8 +21,9 @@ import torch
 from bench.ledger import Ledger, make_run_id
 from bench.paths import REPO_ROOT
 from bench.run import RunContext, execute, base_record
-from bench.suites import get_suite
-from methods.backbone import RANDOM_INIT
+from bench.suites import SUITES, get_suite
+from datasets.errors import InputError
+from methods.backbone import RANDOM_INIT, BackboneError, check_backbone
 from methods.base import REGISTRY, get_method
 
 log = logging.getLogger("run_all")
@@ -30,7 +31,7 @@ log = logging.getLogger("run_all")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", default="table9")
+    p.add_argument("--suite", default="table9", choices=sorted(SUITES))
     p.add_argument("--dataset", default="synthetic", choices=("synthetic", "qvhighlights"))
     p.add_argument("--video-dir", help="folder of <vid>.mp4 files (real datasets)")
     p.add_argument("--annotations", help="folder of the dataset's annotation JSONL files")
@@ -53,14 +54,31 @@ def dataset_and_backbone(args):
     """The DatasetSpec and (backbone name, weights path) a suite runs on."""
     from datasets import vtg
     if args.dataset == "synthetic":
-        spec = vtg.synthetic_spec(progress=not args.quiet)
         name = args.backbone or "R2Bench-Tiny"
+        check_backbone(name, args.weights)
+        spec = vtg.synthetic_spec(progress=not args.quiet)
         if args.weights or args.random_init or name != "R2Bench-Tiny":
             return spec, name, args.weights
         from datasets.tiny_clip import ensure_tiny_clip
         return spec, name, str(ensure_tiny_clip())
-    spec = vtg.qvhighlights_spec(args.video_dir or "", args.annotations)
+    if not args.video_dir:
+        raise InputError(None, None, "video_dir", f"--dataset {args.dataset} needs --video-dir (a folder of <vid>.mp4 files)")
+    check_backbone(args.backbone or "ViT-B-32", args.weights)
+    spec = vtg.qvhighlights_spec(args.video_dir, args.annotations)
     return spec, args.backbone or "ViT-B-32", args.weights
+
+
+def run_or_record_failure(spec, ctx: RunContext, run_id: str) -> dict:
+    """The run's record; a run that raises becomes a ``failed`` record with its reason."""
+    start = time.perf_counter()
+    try:
+        return execute(spec, ctx, run_id)
+    except Exception as e:  # a failed run is recorded and the suite goes on
+        log.error("run %s failed: %s", run_id, e)
+        log.debug(traceback.format_exc())
+        record = base_record(spec, ctx, run_id)
+        record.update(status="failed", error=f"{type(e).__name__}: {e}", wall_s=round(time.perf_counter() - start, 1))
+        return record
 
 
 def main(argv=None) -> int:
@@ -71,13 +89,17 @@ def main(argv=None) -> int:
                           "cpu" if args.device == "auto" else args.device)
     # paper-scale rows (no training) get a folder of their own so they never mix with trained runs
     out_dir = args.out / (suite.name + ("_paper_scale" if args.paper_scale else ""))
-    ledger = Ledger(out_dir)
     if args.paper_scale:
         from datasets.vtg import DatasetSpec
         dataset = DatasetSpec("paper-scale", {}, Path("."), 0.5)
         backbone, weights = "ViT-B-32", None
     else:
-        dataset, backbone, weights = dataset_and_backbone(args)
+        try:
+            dataset, backbone, weights = dataset_and_backbone(args)
+        except (InputError, BackboneError) as e:  # nothing has run yet: say what is wrong and stop
+            log.error("error: %s", e)
+            return 2
+    ledger = Ledger(out_dir)
     log.info("suite %s on %s | backbone %s [%s] | device %s", suite.name, dataset.name, backbone,
              weights or RANDOM_INIT, device)
     if weights is None and not args.paper_scale:
@@ -100,17 +122,9 @@ def main(argv=None) -> int:
                              train_overrides={"epochs": args.epochs} if args.epochs else {},
                              paper_scale=args.paper_scale, progress=not args.quiet)
             log.info("── %s (seed %d)", spec.method, seed)
-            start = time.perf_counter()
-            try:
-                record = execute(spec, ctx, run_id)
-            except Exception as e:  # a failed run is recorded and the suite goes on
-                log.error("run %s failed: %s", run_id, e)
-                log.debug(traceback.format_exc())
-                record = base_record(spec, ctx, run_id)
-                record.update(status="failed", error=f"{type(e).__name__}: {e}",
-                              wall_s=round(time.perf_counter() - start, 1))
+            record = run_or_record_failure(spec, ctx, run_id)
             ledger.append(record)
-            ledger.write_results_csv()
+            ledger.write_results_csv()      # results.csv stays current after every run
     results = ledger.write_results_csv()
     paths = suite.render(results, out_dir)
     log.info("\n%s", paths[0].read_text())

@@ -22,6 +22,7 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
@@ -31,7 +32,7 @@ from datasets import synthetic
 MODEL_NAME = "R2Bench-Tiny"
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "methods" / "model_configs"
 IMAGE_SIZE = 64
-DEFAULT_STEPS = 400
+DEFAULT_STEPS = 320
 BATCH_SIZE = 64
 LR = 1e-3
 N_HELDOUT = 512
@@ -203,20 +204,30 @@ def save(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, st
     return atomic_write(path, save_safetensors(state, metadata=metadata))
 
 
+def _recipe(seed: int, steps: int) -> dict[str, str]:
+    return {"model": MODEL_NAME, "seed": str(seed), "steps": str(steps), "batch_size": str(BATCH_SIZE), "lr": str(LR)}
+
+
 def pretrain(seed: int = 0, steps: int = DEFAULT_STEPS, out: str | os.PathLike | None = None,
              device: str = "cpu", progress: bool = True) -> tuple[Path, dict[str, float]]:
     """Train and save; returns the checkpoint path and held-out accuracy."""
     model, acc = train(seed, steps, device=device, progress=progress)
-    meta = {"model": MODEL_NAME, "seed": str(seed), "steps": str(steps), "batch_size": str(BATCH_SIZE),
-            "device": str(device), "torch": torch.__version__, **{k: f"{v:.4f}" for k, v in acc.items()}}
+    meta = {**_recipe(seed, steps), "device": str(device), "torch": torch.__version__,
+            **{k: f"{v:.4f}" for k, v in acc.items()}}
     path = save(model, out if out is not None else checkpoint_path(seed, steps), meta)
     return path, acc
 
 
 def ensure_tiny_clip(seed: int = 0) -> Path:
-    """The cached default checkpoint for ``seed``, pretrained first if absent."""
+    """The cached default checkpoint for ``seed``; pretrained first if absent or if it was
+    made with another recipe (steps, batch size, learning rate)."""
     path = checkpoint_path(seed)
-    if not path.is_file():
+    try:
+        with safe_open(path, "pt") as f:
+            meta = f.metadata() or {}
+    except (OSError, SafetensorError):
+        meta = {}
+    if any(meta.get(k) != v for k, v in _recipe(seed, DEFAULT_STEPS).items()):
         path, _ = pretrain(seed, out=path)
     return path
 

@@ -92,6 +92,18 @@ def _causal_mask(length: int, device: torch.device) -> Tensor:
     return torch.full((length, length), float("-inf"), device=device).triu_(1)
 
 
+def check_backbone(name: str, weights: str | os.PathLike | None) -> None:
+    """Refuse at once what would need a download: hub models, hub tags, missing files."""
+    if name.startswith(("hf-hub:", "local-dir:")) or name not in open_clip.list_models():
+        raise BackboneError(
+            f"unknown open_clip model '{name}': use a built-in architecture name "
+            f"(e.g. ViT-B-32, or R2Bench-Tiny from {MODEL_CONFIG_DIR}); hub models cannot be downloaded here")
+    if weights is not None and not Path(weights).is_file():
+        hint = (" — it looks like a hub tag; this suite never downloads: pass the path of a local checkpoint file"
+                if not any(sep in str(weights) for sep in "/\\.") else "")
+        raise BackboneError(f"CLIP weights '{weights}' for {name}: no such file{hint}")
+
+
 class Backbone(nn.Module):
     """A frozen open_clip model exposing per-layer tokens of both towers.
 
@@ -104,14 +116,7 @@ class Backbone(nn.Module):
     def __init__(self, name: str = "ViT-B-32", weights: str | os.PathLike | None = None, *,
                  device: str | torch.device = "cpu"):
         super().__init__()
-        if name.startswith(("hf-hub:", "local-dir:")) or name not in open_clip.list_models():
-            raise BackboneError(
-                f"unknown open_clip model '{name}': use a built-in architecture name "
-                f"(e.g. ViT-B-32, or R2Bench-Tiny from {MODEL_CONFIG_DIR}); hub models cannot be downloaded here")
-        if weights is not None and not Path(weights).is_file():
-            hint = (" — it looks like a hub tag; this suite never downloads: pass the path of a local checkpoint file"
-                    if not any(sep in str(weights) for sep in "/\\.") else "")
-            raise BackboneError(f"CLIP weights '{weights}' for {name}: no such file{hint}")
+        check_backbone(name, weights)
         self.name = name
         self.weights_path = str(weights) if weights is not None else None
         self.weights_label = RANDOM_INIT if weights is None else f"{Path(weights).name}#{weights_digest(weights)}"

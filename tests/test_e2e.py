@@ -140,3 +140,13 @@ def test_an_interrupted_suite_resumes_without_redoing_finished_runs(tmp_path, mo
     assert [r["method"] for r in records] == ["frozen", "r2_tuning"]
     assert records[0]["started"] == first["started"]  # not re-run
     assert records[1]["params"] == 2_836_242
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--weights", "openai"], "hub tag"),
+    (["--dataset", "qvhighlights"], "needs --video-dir"),
+])
+def test_bad_command_lines_stop_before_any_run(tmp_path, caplog, argv, message):
+    assert run_all.main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
+    assert message in caplog.text
+    assert not (tmp_path / "table9").exists()

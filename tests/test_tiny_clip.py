@@ -14,6 +14,15 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path / "cache"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny batches gain nothing from threads, and one thread stays fast on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained():
     return T.train(seed=0, **FAST)
@@ -87,3 +96,5 @@ def test_ensure_trains_once_then_reuses(monkeypatch):
     path = T.ensure_tiny_clip(seed=2)
     assert path == T.checkpoint_path(2) and path.is_file() and path.name == "R2Bench-Tiny-s2.safetensors"
     assert T.ensure_tiny_clip(seed=2) == path and calls == [(2, T.DEFAULT_STEPS)]
+    T.save(T.create_model(), path, {"model": "R2Bench-Tiny", "seed": "2", "steps": "7"})  # another recipe
+    assert T.ensure_tiny_clip(seed=2) == path and len(calls) == 2
