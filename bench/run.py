@@ -27,8 +27,9 @@ import torch
 
 from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
 from bench.metrics import evaluate_qvhighlights
+from bench.paths import cache_dir
 from bench.train import TrainConfig, predict, save_checkpoint, train
-from datasets.vtg import DatasetSpec, FrameSource, VTGDataset, build_features, feature_cache_for
+from datasets.vtg import DatasetSpec, FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for
 from methods.backbone import Backbone
 from methods.base import build_model, get_method
 
@@ -173,11 +174,10 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, overrides: dict, run_id:
     frames = FrameSource(data, backbone)
     train_samples, eval_samples = data.samples(data.train_split), data.samples(data.eval_split)
     if model.cacheable:
-        cache = feature_cache_for(data, model, ctx.out_dir.parent / "features")
+        cache = feature_cache_for(data, model, cache_dir() / "features")
         build_features([s.vid for s in train_samples + eval_samples], frames, model, cache, device,
                        progress=ctx.progress)
-        video_fn = lru_cache(maxsize=4096)(lambda vid: cache.get(vid)["video"])
-        kind = "features"
+        video_fn, kind = cached_video_fn(cache, frames, model, device), "features"
     else:
         video_fn, kind = frames.get, "frames"
     tokenize = backbone.tokenize

@@ -166,13 +166,28 @@ def feature_cache_for(spec: DatasetSpec, model, root: Path) -> FeatureCache:
                                    layers=list(model.layers), image_size=bb.image_size))
 
 
+def extract_features(vid: str, frames: FrameSource, model, device: torch.device, chunk: int = 256) -> dict:
+    """Per-layer video tokens (T, K, N, D) of one video, without gradient."""
+    x = frames.get(vid)
+    with torch.no_grad():
+        parts = [model.backbone.encode_video(x[i:i + chunk].to(device), model.layers).cpu()
+                 for i in range(0, len(x), chunk)]
+    return {"video": torch.cat(parts)}
+
+
 def build_features(vids: list[str], frames: FrameSource, model, cache: FeatureCache, device: torch.device,
-                   chunk: int = 256, progress: bool = True) -> None:
-    """Extract per-layer video tokens of every video missing from the cache (no grad, fp16 on disk)."""
-    missing = [v for v in dict.fromkeys(vids) if cache.get(v) is None]
+                   progress: bool = True) -> None:
+    """Fill the cache for every video that has no entry yet (fp16 on disk). Entries are verified
+    when read: a corrupt one is rebuilt then (see :func:`cached_video_fn`)."""
+    missing = [v for v in dict.fromkeys(vids) if not cache.path_for(v).is_file()]
     for vid in tqdm(missing, desc=f"caching features ({model.backbone.name})", disable=not progress or not missing):
-        x = frames.get(vid)
-        with torch.no_grad():
-            parts = [model.backbone.encode_video(x[i:i + chunk].to(device), model.layers).cpu()
-                     for i in range(0, len(x), chunk)]
-        cache.put(vid, {"video": torch.cat(parts)})
+        cache.put(vid, extract_features(vid, frames, model, device))
+
+
+def cached_video_fn(cache: FeatureCache, frames: FrameSource, model, device: torch.device,
+                    memo: int = 4096) -> Callable[[str], Tensor]:
+    """``vid → features`` read from the cache (rebuilt if missing or corrupt), memoised in memory."""
+    @lru_cache(maxsize=memo)
+    def video(vid: str) -> Tensor:
+        return cache.get_or_compute(vid, lambda: extract_features(vid, frames, model, device))["video"]
+    return video

@@ -150,3 +150,19 @@ def test_bad_command_lines_stop_before_any_run(tmp_path, caplog, argv, message):
     assert run_all.main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
     assert message in caplog.text
     assert not (tmp_path / "table9").exists()
+
+
+def test_a_corrupt_cached_feature_is_rebuilt_when_read(env, r2_run):
+    from methods.backbone import Backbone
+    from methods.base import build_model
+    spec = env["spec"]
+    model = build_model("r2_tuning", Backbone("R2Bench-Tiny", env["weights"]), spec.head)
+    cache = vtg.feature_cache_for(spec, model, env["root"] / "features")  # the run's cache (R2BENCH_CACHE)
+    vid = spec.samples("val")[0].vid
+    path = cache.path_for(vid)
+    good = cache.get(vid)["video"]
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])          # a half-written entry
+    video = vtg.cached_video_fn(cache, vtg.FrameSource(spec, model.backbone), model, torch.device("cpu"))(vid)
+    assert cache.stats.rebuilt == 1
+    torch.testing.assert_close(video, good)
+    assert cache.get(vid) is not None                                         # and stored again, whole
