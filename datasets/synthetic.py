@@ -27,9 +27,9 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.paths import cache_dir
+from datasets.annotations import CLIP_SECONDS
 
 GENERATOR_VERSION = 1
-CLIP_SECONDS = 2
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (215, 40, 40), "green": (40, 185, 60), "blue": (45, 85, 225), "yellow": (235, 210, 35)}

@@ -3,8 +3,8 @@
 ``python -m datasets.tiny_clip [--steps N] [--seed S] [--out PATH]`` renders scenes from
 ``datasets.synthetic`` on the fly (seeded), trains with the CLIP loss (on the CPU unless
 ``--device cuda``), writes a safetensors state dict atomically and prints held-out retrieval
-accuracy. The file loads with ``open_clip.create_model("R2Bench-Tiny", pretrained=PATH)`` once
-the config directory is registered (``register_config()``). Same seed, machine and thread
+accuracy. The file loads with ``open_clip.create_model("R2Bench-Tiny", pretrained=PATH)`` (the
+config is registered with open_clip by ``methods.backbone``, imported here). Same seed, machine and thread
 count → the same checkpoint, bit for bit.
 """
 from __future__ import annotations
@@ -28,20 +28,14 @@ from tqdm import tqdm
 
 from bench.paths import atomic_write, cache_dir
 from datasets import synthetic
+from methods.backbone import trim_text_ids  # importing methods.backbone registers R2Bench-Tiny
 
 MODEL_NAME = "R2Bench-Tiny"
-MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "methods" / "model_configs"
 IMAGE_SIZE = 64
 DEFAULT_STEPS = 320
 BATCH_SIZE = 64
 LR = 1e-3
 N_HELDOUT = 512
-
-
-def register_config() -> None:
-    """Make ``R2Bench-Tiny`` known to open_clip (idempotent)."""
-    if MODEL_NAME not in open_clip.list_models():
-        open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 
 def checkpoint_path(seed: int = 0, steps: int = DEFAULT_STEPS) -> Path:
@@ -52,7 +46,6 @@ def checkpoint_path(seed: int = 0, steps: int = DEFAULT_STEPS) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _tokenizer():
-    register_config()
     return open_clip.get_tokenizer(MODEL_NAME)
 
 
@@ -95,13 +88,11 @@ def sample_pairs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str
 
 def create_model(device: str | torch.device = "cpu") -> torch.nn.Module:
     """A randomly initialised R2Bench-Tiny (seed the global torch RNG first)."""
-    register_config()
     return open_clip.create_model(MODEL_NAME, device=device)
 
 
 def load_tiny_clip(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
     """R2Bench-Tiny with weights from ``path`` through open_clip's own loader, in eval mode."""
-    register_config()
     return open_clip.create_model(MODEL_NAME, pretrained=str(path), device=device).eval()
 
 
@@ -149,8 +140,8 @@ def _encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.
     the EOT (argmax) token, so the padding after it never influences the result; trimming
     just skips that work (≈2x faster text tower).
     """
-    length = int(tokens.argmax(dim=1).max()) + 1
-    tokens = tokens[:, :length]
+    tokens = trim_text_ids(tokens)
+    length = tokens.shape[1]
     x = model.token_embedding(tokens) + model.positional_embedding[:length]
     x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
     return x[torch.arange(len(tokens), device=x.device), tokens.argmax(dim=1)] @ model.text_projection

@@ -20,13 +20,12 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from bench.paths import SHARED_DIR
-from datasets.annotations import Sample, read_jsonl
+from datasets.annotations import CLIP_SECONDS, Sample, read_jsonl
 from datasets.errors import InputError
 from datasets.feature_cache import FeatureCache
 from datasets.video import read_frames
 from methods.backbone import trim_text_ids
 
-CLIP_SECONDS = 2.0  # QVHighlights-format saliency is given per 2-second clip
 
 
 @dataclass

@@ -29,7 +29,6 @@ def trained():
 
 
 def test_config_registers_and_builds():
-    T.register_config()
     assert "R2Bench-Tiny" in open_clip.list_models()
     model = open_clip.create_model("R2Bench-Tiny")
     assert model.visual.image_size == (64, 64) and model.context_length == 32
