@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 
 from bench.ledger import Ledger, make_run_id
-from bench.paths import REPO_ROOT
+from datasets.io import REPO_ROOT
 from bench.run import RunContext, execute, base_record
 from bench.suites import SUITES, get_suite
 from datasets.errors import InputError
 from methods.backbone import RANDOM_INIT, BackboneError, check_backbone
-from methods.base import REGISTRY, get_method
+from methods.registry import REGISTRY, get_method
 
 log = logging.getLogger("run_all")
 
@@ -59,7 +59,7 @@ def dataset_and_backbone(args):
         spec = vtg.synthetic_spec(progress=not args.quiet)
         if args.weights or args.random_init or name != "R2Bench-Tiny":
             return spec, name, args.weights
-        from datasets.tiny_clip import ensure_tiny_clip
+        from datasets.synthetic.tiny_clip import ensure_tiny_clip
         return spec, name, str(ensure_tiny_clip())
     if not args.video_dir:
         raise InputError(None, None, "video_dir", f"--dataset {args.dataset} needs --video-dir (a folder of <vid>.mp4 files)")

@@ -9,8 +9,8 @@ import argparse
 import json
 import sys
 
-from bench.metrics import evaluate_qvhighlights, load_submission
-from datasets.annotations import read_jsonl
+from bench.metrics.qvhighlights import evaluate_qvhighlights, load_submission
+from datasets.formats.qvhighlights import read_jsonl
 from datasets.errors import InputError
 
 

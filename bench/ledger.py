@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.paths import atomic_write
+from datasets.io import atomic_write
 from datasets.errors import InputError
 
 LEDGER_NAME = "ledger.jsonl"

@@ -26,12 +26,12 @@ from pathlib import Path
 import torch
 
 from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
-from bench.metrics import evaluate_qvhighlights
-from bench.paths import cache_dir
+from bench.metrics.qvhighlights import evaluate_qvhighlights
+from datasets.io import cache_dir
 from bench.train import TrainConfig, predict, save_checkpoint, train
 from datasets.vtg import DatasetSpec, FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for
 from methods.backbone import Backbone
-from methods.base import build_model, get_method
+from methods.registry import build_model, get_method
 
 PAPER_BACKBONE = "ViT-B-32"
 PAPER_BATCH, PAPER_FRAMES, PAPER_QUERY_TOKENS = 32, 75, 20

@@ -19,9 +19,9 @@ from safetensors.torch import save as save_safetensors
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from bench.paths import atomic_write
+from datasets.io import atomic_write
 from datasets.vtg import VTGDataset, collate
-from methods.base import TransferModel
+from methods.model import TransferModel
 
 
 @dataclass

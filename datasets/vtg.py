@@ -19,10 +19,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from bench.paths import SHARED_DIR
-from datasets.annotations import CLIP_SECONDS, Sample, read_jsonl
+from datasets.io import SHARED_DIR
+from datasets.formats.qvhighlights import CLIP_SECONDS, Sample, read_jsonl
 from datasets.errors import InputError
-from datasets.feature_cache import FeatureCache
+from datasets.features.cache import FeatureCache
 from datasets.video import read_frames
 from methods.backbone import trim_text_ids
 
@@ -59,7 +59,7 @@ SYNTHETIC_SIZES = dict(n_train=160, n_val=50, n_test=40, duration=60)
 
 def synthetic_spec(seed: int = 0, progress: bool = True, **sizes) -> DatasetSpec:
     """The built-in benchmark (generated on first use, cached)."""
-    from datasets.synthetic import generate
+    from datasets.synthetic.generator import generate
     root = generate(seed=seed, progress=progress, **{**SYNTHETIC_SIZES, **sizes})
     ann = root / "annotations"
     return DatasetSpec(

@@ -1,2 +1,2 @@
-"""Transfer methods: one file each, registered in :data:`methods.base.REGISTRY`."""
-from methods import frozen, r2_tuning  # noqa: F401  (registration side effects)
+"""Transfer methods: the backbone, the shared head, and one file per method in ``methods/tuners/``,
+registered in :data:`methods.registry.REGISTRY`."""

@@ -1,4 +1,4 @@
-"""datasets.annotations: reading QVHighlights-format JSONL and rejecting every kind of bad field."""
+"""datasets.formats.qvhighlights: reading QVHighlights-format JSONL and rejecting every kind of bad field."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.paths import SHARED_DIR
-from datasets.annotations import Sample, read_jsonl
+from datasets.io import SHARED_DIR
+from datasets.formats.qvhighlights import Sample, read_jsonl
 from datasets.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -10,11 +10,11 @@ from safetensors.torch import load_file
 
 import run_all
 from bench.ledger import Ledger
-from bench.metrics import evaluate_qvhighlights
+from bench.metrics.qvhighlights import evaluate_qvhighlights
 from bench.run import RunContext, RunSpec, execute
 from datasets import vtg
 from datasets.errors import InputError
-from datasets.tiny_clip import pretrain
+from datasets.synthetic.tiny_clip import pretrain
 
 SIZES = dict(n_train=48, n_val=24, n_test=4, duration=40)
 
@@ -154,7 +154,7 @@ def test_bad_command_lines_stop_before_any_run(tmp_path, caplog, argv, message):
 
 def test_a_corrupt_cached_feature_is_rebuilt_when_read(env, r2_run):
     from methods.backbone import Backbone
-    from methods.base import build_model
+    from methods.registry import build_model
     spec = env["spec"]
     model = build_model("r2_tuning", Backbone("R2Bench-Tiny", env["weights"]), spec.head)
     cache = vtg.feature_cache_for(spec, model, env["root"] / "features")  # the run's cache (R2BENCH_CACHE)

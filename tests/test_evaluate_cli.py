@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.paths import REPO_ROOT
+from datasets.io import REPO_ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GT = FIXTURES / "qvhighlights_val_excerpt.jsonl"

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.metrics import IOU_THRESHOLDS, _hl_ap, _mr_ap, evaluate_qvhighlights, load_submission
-from bench.paths import SHARED_DIR
-from datasets.annotations import read_jsonl
+from bench.metrics.qvhighlights import IOU_THRESHOLDS, _hl_ap, _mr_ap, evaluate_qvhighlights, load_submission
+from datasets.io import SHARED_DIR
+from datasets.formats.qvhighlights import read_jsonl
 from datasets.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"

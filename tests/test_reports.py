@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from datasets.errors import InputError
-from reports import table9
+from reports.tables import table9
 from reports.paper import PAPER_ROW_NAMES, paper_table
 
 METRICS = ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from datasets import synthetic as S
+from datasets.synthetic import generator as S
 from datasets.video import read_frames, video_duration
 
 TINY = dict(n_train=3, n_val=2, n_test=2, duration=16, write_fps=1, frame_size=32, progress=False)
@@ -86,7 +86,7 @@ def test_annotations_are_valid_qvhighlights(bench):
 
 
 def test_annotation_reader_accepts_the_files(bench):
-    annotations = pytest.importorskip("datasets.annotations")
+    annotations = pytest.importorskip("datasets.formats.qvhighlights")
     for split in ("train", "val", "test"):
         samples = annotations.read_jsonl(bench / "annotations" / f"{split}.jsonl")
         assert samples and all(len(s.saliency) == len(s.clip_ids) for s in samples)

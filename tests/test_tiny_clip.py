@@ -1,10 +1,10 @@
-"""datasets.tiny_clip: deterministic pretraining, atomic safetensors, open_clip round trip."""
+"""datasets.synthetic.tiny_clip: deterministic pretraining, atomic safetensors, open_clip round trip."""
 import numpy as np
 import open_clip
 import pytest
 import torch
 
-from datasets import tiny_clip as T
+from datasets.synthetic import tiny_clip as T
 
 FAST = dict(steps=3, batch_size=8, n_heldout=16, progress=False)
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.paths import cache_dir
-from datasets.annotations import CLIP_SECONDS
+from datasets.io import cache_dir
+from datasets.formats.qvhighlights import CLIP_SECONDS
 
 GENERATOR_VERSION = 1
 

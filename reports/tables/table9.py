@@ -1,7 +1,7 @@
 """Table 9 (transfer methods): our measured runs beside the paper's numbers, as Markdown, LaTeX and CSV.
 
 Markdown and LaTeX are written by hand, so neither ``tabulate`` nor ``jinja2`` is needed.
-Usage: ``python -m reports.table9 RESULTS_CSV --out DIR [--paper CSV] [--include-missing]``.
+Usage: ``python -m reports.tables.table9 RESULTS_CSV --out DIR [--paper CSV] [--include-missing]``.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.paths import atomic_write
+from datasets.io import atomic_write
 from datasets.errors import InputError
 from reports.paper import PAPER_ROW_NAMES, paper_table
 
@@ -226,7 +226,7 @@ def render(results_csv, out_dir, paper=None, *, include_missing: bool = False) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.table9", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m reports.tables.table9", description=__doc__.splitlines()[0])
     parser.add_argument("results_csv", help="results.csv written by bench.ledger")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--paper", help="paper table CSV (default: the committed copy)")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bench.run import RunSpec
-from reports import table9
+from reports.tables import table9
 
 
 @dataclass(frozen=True)

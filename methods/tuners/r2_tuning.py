@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from methods.backbone import Backbone
-from methods.base import TransferModel, register
+from methods.model import TransferModel
+from methods.registry import register
 from methods.head import HeadConfig
 
 

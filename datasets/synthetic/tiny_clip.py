@@ -1,6 +1,6 @@
 """Pretrain the R2Bench-Tiny CLIP contrastively on synthetic image–caption pairs.
 
-``python -m datasets.tiny_clip [--steps N] [--seed S] [--out PATH]`` renders scenes from
+``python -m datasets.synthetic.tiny_clip [--steps N] [--seed S] [--out PATH]`` renders scenes from
 ``datasets.synthetic`` on the fly (seeded), trains with the CLIP loss (on the CPU unless
 ``--device cuda``), writes a safetensors state dict atomically and prints held-out retrieval
 accuracy. The file loads with ``open_clip.create_model("R2Bench-Tiny", pretrained=PATH)`` (the
@@ -26,8 +26,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
-from bench.paths import atomic_write, cache_dir
-from datasets import synthetic
+from datasets.io import atomic_write, cache_dir
+from datasets.synthetic import generator as synthetic
 from methods.backbone import trim_text_ids  # importing methods.backbone registers R2Bench-Tiny
 
 MODEL_NAME = "R2Bench-Tiny"

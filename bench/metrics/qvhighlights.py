@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets.annotations import CLIP_SECONDS, JsonLine, describe, is_number, iter_jsonl
+from datasets.formats.qvhighlights import CLIP_SECONDS, JsonLine, describe, is_number, iter_jsonl
 from datasets.errors import InputError
 
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))   # 0.5, 0.55, ..., 0.95

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from bench.paths import atomic_write
+from datasets.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
