@@ -136,7 +136,7 @@ def versions() -> dict:
 
 def base_record(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
     entry = get_method(spec.method)
-    return dict(run_id=run_id, suite=ctx.suite, method=spec.method, label=entry.label, kind=entry.kind,
+    return dict(run_id=run_id, suite=ctx.suite, method=spec.method, label=entry.label, category=entry.category,
                 dataset=ctx.dataset.name, seed=ctx.seed, status="running", error=None,
                 backbone=ctx.backbone, weights=ctx.weights or "random-init", config=dict(spec.overrides),
                 versions=versions(), device=str(ctx.device),
@@ -177,12 +177,12 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, overrides: dict, run_id:
         cache = feature_cache_for(data, model, cache_dir() / "features")
         build_features([s.vid for s in train_samples + eval_samples], frames, model, cache, device,
                        progress=ctx.progress)
-        video_fn, kind = cached_video_fn(cache, frames, model, device), "features"
+        video_fn, source = cached_video_fn(cache, frames, model, device), "features"
     else:
-        video_fn, kind = frames.get, "frames"
+        video_fn, source = frames.get, "frames"
     tokenize = backbone.tokenize
-    train_set = VTGDataset(train_samples, video_fn, tokenize, data.fps, kind)
-    eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.fps, kind)
+    train_set = VTGDataset(train_samples, video_fn, tokenize, data.fps, source)
+    eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.fps, source)
     cfg = TrainConfig(**{**data.train, **ctx.train_overrides, "seed": ctx.seed})
     stats = train(model, train_set, cfg, device, progress=ctx.progress)
     save_checkpoint(model, run_dir / "checkpoint.safetensors")

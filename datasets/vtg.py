@@ -107,12 +107,12 @@ def saliency_target(sample: Sample, n: int, fps: float) -> Tensor:
 
 class VTGDataset(Dataset):
     """Items for training/evaluation: ``video`` is either cached features (T, K, N, D),
-    ``kind="features"``, or preprocessed frames (T, 3, S, S), ``kind="frames"``, as returned
+    ``source="features"``, or preprocessed frames (T, 3, S, S), ``source="frames"``, as returned
     by ``video_fn(vid)``."""
 
     def __init__(self, samples: list[Sample], video_fn: Callable[[str], Tensor], tokenize: Callable,
-                 fps: float, kind: str):
-        self.samples, self.video_fn, self.fps, self.kind = samples, video_fn, fps, kind
+                 fps: float, source: str):
+        self.samples, self.video_fn, self.fps, self.source = samples, video_fn, fps, source
         self.text_ids = tokenize([s.query for s in samples])
 
     def __len__(self) -> int:
@@ -122,7 +122,7 @@ class VTGDataset(Dataset):
         s = self.samples[i]
         video = self.video_fn(s.vid)
         n = min(video.shape[0], num_clips(s.duration, self.fps))
-        return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video[:n], kind=self.kind,
+        return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video[:n], source=self.source,
                     text_ids=self.text_ids[i], windows=torch.tensor(s.windows, dtype=torch.float32).reshape(-1, 2),
                     saliency=saliency_target(s, n, self.fps))
 
@@ -136,7 +136,7 @@ def collate(items: list[dict], fps: float) -> dict:
     for i, it in enumerate(items):
         n = it["video"].shape[0]
         video[i, :n], mask[i, :n], saliency[i, :n] = it["video"], True, it["saliency"]
-    key = "video_features" if items[0]["kind"] == "features" else "frames"
+    key = "video_features" if items[0]["source"] == "features" else "frames"
     return {key: video, "video_mask": mask, "saliency": saliency,
             "text_ids": trim_text_ids(torch.stack([it["text_ids"] for it in items])),
             "windows": [it["windows"] for it in items],

@@ -153,7 +153,7 @@ class Backbone(nn.Module):
         return self.clip.transformer.width
 
     @property
-    def num_layers(self) -> int:
+    def depth(self) -> int:
         return len(self.video_blocks)
 
     @property
@@ -181,7 +181,7 @@ class Backbone(nn.Module):
         return (x - self.mean) / self.std
 
     def _layer_indices(self, layers: int | Sequence[int]) -> list[int]:
-        n = self.num_layers
+        n = self.depth
         idx = list(range(n - layers, n)) if isinstance(layers, int) else [i % n for i in layers]
         if not idx or any(i < 0 for i in idx):
             raise ValueError(f"cannot tap layers {layers} of a {n}-layer backbone")

@@ -20,9 +20,9 @@ class TransferModel(nn.Module):
         self.head = GroundingHead(backbone.video_width, backbone.text_width, head_cfg)
         self.backbone_grad = backbone_grad
         self.hooks = hooks
-        n = backbone.num_layers
+        n = backbone.depth
         # "single" ablation reads layer 13−K of a 12-layer CLIP: the lowest of the last K.
-        self.layers = layers or list(range(n - head_cfg.num_layers, n))
+        self.layers = layers or list(range(n - head_cfg.k, n))
 
     @property
     def cacheable(self) -> bool:

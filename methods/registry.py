@@ -21,14 +21,14 @@ from typing import Callable
 from methods.backbone import Backbone
 from methods.model import TransferModel
 
-KINDS = ("frozen", "full", "PETL", "METL")
+CATEGORIES = ("frozen", "full", "PETL", "METL")
 
 
 @dataclass(frozen=True)
 class MethodEntry:
     name: str
     label: str                  # the paper's row name
-    kind: str                   # frozen | full | PETL | METL
+    category: str               # frozen | full | PETL | METL
     config_cls: type
     build: Callable[..., TransferModel]
 
@@ -45,15 +45,15 @@ class MethodEntry:
 REGISTRY: dict[str, MethodEntry] = {}
 
 
-def register(name: str, *, label: str, kind: str, config: type):
+def register(name: str, *, label: str, category: str, config: type):
     """Decorator adding a builder ``build(backbone, cfg) -> TransferModel`` to the registry."""
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}")
+    if category not in CATEGORIES:
+        raise ValueError(f"category must be one of {CATEGORIES}")
 
     def wrap(build):
         if name in REGISTRY:
             raise ValueError(f"method '{name}' registered twice")
-        REGISTRY[name] = MethodEntry(name, label, kind, config, build)
+        REGISTRY[name] = MethodEntry(name, label, category, config, build)
         return build
     return wrap
 

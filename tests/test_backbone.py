@@ -47,7 +47,7 @@ def test_hooks_see_every_block_and_can_change_the_taps(tiny):
     with torch.no_grad():
         out = tiny.encode_video(images, 2, hooks=Recorder(), frames_per_video=2)
     assert out.shape == (4, 2, 1, tiny.video_width)
-    assert seen == [("video", i, 2) for i in range(tiny.num_layers)]
+    assert seen == [("video", i, 2) for i in range(tiny.depth)]
 
 
 def test_backbone_is_frozen_and_random_init_is_labelled(tiny):

@@ -10,7 +10,7 @@ from datasets.errors import InputError
 
 
 def record(run_id, status="ok", metrics=None, **extra):
-    return {"run_id": run_id, "suite": "t9", "method": run_id.split("-")[0], "label": "X", "kind": "METL",
+    return {"run_id": run_id, "suite": "t9", "method": run_id.split("-")[0], "label": "X", "category": "METL",
             "dataset": "synthetic", "seed": 0, "status": status, "error": None if status == "ok" else "OOM",
             "backbone": "ViT-B-32", "weights": "random-init", "params": 2_831_155, "params_M": 2.7,
             "memory_gib": 1.5, "memory_source": "estimate", "train_videos_per_s": 10.0,

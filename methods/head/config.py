@@ -12,7 +12,7 @@ NMS_KINDS = ("hard", "linear", "none")
 class HeadConfig:
     """Architecture, loss and decoding settings of the shared head (paper defaults)."""
 
-    num_layers: int = 4              # K: layers consumed / refinement steps
+    k: int = 4                       # K: how many of the backbone's last layers the head consumes
     layer_mode: str = "recurrent"    # "recurrent" | "single" (layer 13−K only) | "mean" (of the last K)
     reverse: bool = True             # refine 12 → 9 (True) or 9 → 12
     shared_block: bool = True        # one R² Block for all steps (recurrent) or one per step
@@ -48,13 +48,13 @@ class HeadConfig:
             raise ValueError(f"attention_order must be one of {ATTENTION_ORDERS}, got {self.attention_order!r}")
         if self.nms not in NMS_KINDS:
             raise ValueError(f"nms must be one of {NMS_KINDS}, got {self.nms!r}")
-        if self.num_layers < 1 or self.temporal_layers < 1:
-            raise ValueError("num_layers and temporal_layers must be ≥ 1")
+        if self.k < 1 or self.temporal_layers < 1:
+            raise ValueError("k and temporal_layers must be ≥ 1")
         self.strides = tuple(self.strides)
 
     @property
     def steps(self) -> int:
         """Refinement steps: K when recurrent, else one."""
-        return self.num_layers if self.layer_mode == "recurrent" else 1
+        return self.k if self.layer_mode == "recurrent" else 1
 
 

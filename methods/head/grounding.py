@@ -49,13 +49,13 @@ class GroundingHead(nn.Module):
     def _layer_schedule(self, video: Tensor, text: Tensor) -> list[tuple[Tensor, Tensor]]:
         """(video, text) tokens per refinement step from the K layers given (lowest first)."""
         cfg = self.cfg
-        if video.shape[2] != cfg.num_layers or text.shape[1] != cfg.num_layers:
-            raise ValueError(f"head expects {cfg.num_layers} layers, got video {video.shape[2]}, text {text.shape[1]}")
+        if video.shape[2] != cfg.k or text.shape[1] != cfg.k:
+            raise ValueError(f"head expects {cfg.k} layers, got video {video.shape[2]}, text {text.shape[1]}")
         if cfg.layer_mode == "single":
             return [(video[:, :, 0], text[:, 0])]
         if cfg.layer_mode == "mean":
             return [(video.mean(2), text.mean(1))]
-        order = range(cfg.num_layers - 1, -1, -1) if cfg.reverse else range(cfg.num_layers)
+        order = range(cfg.k - 1, -1, -1) if cfg.reverse else range(cfg.k)
         return [(video[:, :, k], text[:, k]) for k in order]
 
     def pool_query(self, text: Tensor, mask: Tensor) -> Tensor:

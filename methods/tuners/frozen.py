@@ -14,9 +14,9 @@ from methods.head import HeadConfig
 class FrozenConfig(HeadConfig):
     """HeadConfig with K=1: query-modulated pooling + temporal layer on the last layer."""
 
-    num_layers: int = 1
+    k: int = 1
 
 
-@register("frozen", label="w/o Tuning", kind="frozen", config=FrozenConfig)
+@register("frozen", label="w/o Tuning", category="frozen", config=FrozenConfig)
 def build(backbone: Backbone, cfg: FrozenConfig) -> TransferModel:
     return TransferModel(backbone, cfg, backbone_grad=False)

@@ -14,9 +14,9 @@ from methods.head import HeadConfig
 class R2TuningConfig(HeadConfig):
     """HeadConfig at the paper's R²-Tuning setting (K=4, reversed, shared block, cross→self)."""
 
-    num_layers: int = 4
+    k: int = 4
 
 
-@register("r2_tuning", label="R²-Tuning", kind="METL", config=R2TuningConfig)
+@register("r2_tuning", label="R²-Tuning", category="METL", config=R2TuningConfig)
 def build(backbone: Backbone, cfg: R2TuningConfig) -> TransferModel:
     return TransferModel(backbone, cfg, backbone_grad=False)
