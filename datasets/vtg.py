@@ -7,9 +7,10 @@ pads them into a batch.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -39,6 +40,17 @@ class DatasetSpec:
     train_split: str = "train"
     eval_split: str = "val"
     description: str = ""
+
+    @cached_property
+    def version(self) -> str:
+        """A digest of the annotation files and the videos folder's path: results name it."""
+        h = hashlib.blake2b(digest_size=8)
+        for split in sorted(self.splits):
+            path = Path(self.splits[split])
+            h.update(split.encode())
+            h.update(path.read_bytes() if path.is_file() else b"<missing>")
+        h.update(str(self.video_dir).encode())
+        return h.hexdigest()
 
     def samples(self, split: str) -> list[Sample]:
         if split not in self.splits:
@@ -106,12 +118,14 @@ def saliency_target(sample: Sample, n: int, fps: float) -> Tensor:
 
 
 class VTGDataset(Dataset):
-    """Items for training/evaluation: ``video`` is either cached features (T, K, N, D),
-    ``source="features"``, or preprocessed frames (T, 3, S, S), ``source="frames"``, as returned
-    by ``video_fn(vid)``."""
+    """Items for training/evaluation. ``video_fn(vid)`` returns either preprocessed frames
+    (T, 3, S, S), ``source="frames"``, or cached tapped features ``{point: (T, L, N, D)}``,
+    ``source="features"``."""
 
-    def __init__(self, samples: list[Sample], video_fn: Callable[[str], Tensor], tokenize: Callable,
+    def __init__(self, samples: list[Sample], video_fn: Callable[[str], Tensor | dict], tokenize: Callable,
                  fps: float, source: str):
+        if source not in ("frames", "features"):
+            raise ValueError(f"source must be 'frames' or 'features', got {source!r}")
         self.samples, self.video_fn, self.fps, self.source = samples, video_fn, fps, source
         self.text_ids = tokenize([s.query for s in samples])
 
@@ -121,23 +135,33 @@ class VTGDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         video = self.video_fn(s.vid)
-        n = min(video.shape[0], num_clips(s.duration, self.fps))
-        return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video[:n], source=self.source,
+        length = (video if torch.is_tensor(video) else next(iter(video.values()))).shape[0]
+        n = min(length, num_clips(s.duration, self.fps))
+        video = video[:n] if torch.is_tensor(video) else {k: v[:n] for k, v in video.items()}
+        return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video, source=self.source,
                     text_ids=self.text_ids[i], windows=torch.tensor(s.windows, dtype=torch.float32).reshape(-1, 2),
                     saliency=saliency_target(s, n, self.fps))
 
 
+def _pad(tensors: list[Tensor], t: int) -> Tensor:
+    out = tensors[0].new_zeros((len(tensors), t, *tensors[0].shape[1:]))
+    for i, x in enumerate(tensors):
+        out[i, : x.shape[0]] = x
+    return out
+
+
 def collate(items: list[dict], fps: float) -> dict:
-    """Pad videos to the longest in the batch; ``video_mask`` marks real frames."""
-    t = max(it["video"].shape[0] for it in items)
-    video = items[0]["video"].new_zeros((len(items), t, *items[0]["video"].shape[1:]))
-    mask = torch.zeros(len(items), t, dtype=torch.bool)
-    saliency = torch.zeros(len(items), t)
-    for i, it in enumerate(items):
-        n = it["video"].shape[0]
-        video[i, :n], mask[i, :n], saliency[i, :n] = it["video"], True, it["saliency"]
-    key = "video_features" if items[0]["source"] == "features" else "frames"
-    return {key: video, "video_mask": mask, "saliency": saliency,
+    """Pad videos to the longest in the batch (zeros); ``video_mask`` marks real frames.
+    Frames go to ``frames`` (B, T, 3, S, S); cached features to ``video_taps`` {point: (B, T, L, N, D)}."""
+    lengths = [it["saliency"].shape[0] for it in items]
+    t = max(lengths)
+    mask = torch.arange(t)[None] < torch.tensor(lengths)[:, None]
+    saliency = _pad([it["saliency"] for it in items], t)
+    if items[0]["source"] == "features":
+        video = {"video_taps": {k: _pad([it["video"][k] for it in items], t) for k in items[0]["video"]}}
+    else:
+        video = {"frames": _pad([it["video"] for it in items], t)}
+    return {**video, "video_mask": mask, "saliency": saliency,
             "text_ids": trim_text_ids(torch.stack([it["text_ids"] for it in items])),
             "windows": [it["windows"] for it in items],
             "fps": torch.full((len(items),), fps),
@@ -159,19 +183,22 @@ class FrameSource:
 
 
 def feature_cache_for(spec: DatasetSpec, model, root: Path) -> FeatureCache:
-    """The cache of a (backbone, weights, fps, layers) combination."""
+    """The cache of a (backbone, weights, fps, taps) combination."""
     bb = model.backbone
     return FeatureCache(root, dict(backbone=bb.name, weights=bb.weights_label, fps=spec.fps,
-                                   layers=list(model.layers), image_size=bb.image_size))
+                                   taps=model.video_taps.describe(), image_size=bb.image_size))
 
 
 def extract_features(vid: str, frames: FrameSource, model, device: torch.device, chunk: int = 256) -> dict:
-    """Per-layer video tokens (T, K, N, D) of one video, without gradient."""
+    """The tapped video tokens ``{point: (T, L, N, D)}`` of one video, without gradient."""
     x = frames.get(vid)
+    parts: dict[str, list[Tensor]] = {}
     with torch.no_grad():
-        parts = [model.backbone.encode_video(x[i:i + chunk].to(device), model.layers).cpu()
-                 for i in range(0, len(x), chunk)]
-    return {"video": torch.cat(parts)}
+        for i in range(0, len(x), chunk):
+            out = model.backbone.video_tokens(x[i:i + chunk].to(device), model.video_taps)
+            for point, v in out.items():
+                parts.setdefault(point, []).append(v.cpu())
+    return {point: torch.cat(v) for point, v in parts.items()}
 
 
 def build_features(vids: list[str], frames: FrameSource, model, cache: FeatureCache, device: torch.device,
@@ -184,9 +211,9 @@ def build_features(vids: list[str], frames: FrameSource, model, cache: FeatureCa
 
 
 def cached_video_fn(cache: FeatureCache, frames: FrameSource, model, device: torch.device,
-                    memo: int = 4096) -> Callable[[str], Tensor]:
-    """``vid → features`` read from the cache (rebuilt if missing or corrupt), memoised in memory."""
+                    memo: int = 4096) -> Callable[[str], dict]:
+    """``vid → {point: features}`` read from the cache (rebuilt if missing or corrupt), memoised in memory."""
     @lru_cache(maxsize=memo)
-    def video(vid: str) -> Tensor:
-        return cache.get_or_compute(vid, lambda: extract_features(vid, frames, model, device))["video"]
+    def video(vid: str) -> dict:
+        return cache.get_or_compute(vid, lambda: extract_features(vid, frames, model, device))
     return video
