@@ -38,7 +38,7 @@ BATCH = 1_000  # resamples per vectorised batch: bounds memory at BATCH × n_que
 # of these; add a field here and both ``aggregation_key`` and ``group_runs`` use it. A field
 # may be absent from a record (it then counts as None, so "absent" and "present" differ).
 IDENTITY_FIELDS = (
-    "method", "config", "train_config", "dataset", "benchmark_version",
+    "method", "config", "train_config", "dataset", "dataset_version",
     "backbone", "weights", "code_version", "protocol",
 )
 SEED_FIELD = "seed"  # dropped from the record and from ``train_config`` before comparing
