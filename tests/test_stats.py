@@ -1,4 +1,4 @@
-"""bench.stats: intervals, paired permutation test, Holm, power and safe seed pooling — on hand
+"""reports.stats: intervals, paired permutation test, Holm, power and safe seed pooling — on hand
 cases and synthetic data with a known answer. Few resamples keep the file fast."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.stats import (aggregation_key, bootstrap_ci, cell_text, compare_to_reference,
+from reports.stats import (aggregation_key, bootstrap_ci, cell_text, compare_to_reference,
                          estimate_variance_components, group_runs, holm, minimum_detectable_effect,
                          paired_test, per_query_matrix, seed_summary, significant)
 
