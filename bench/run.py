@@ -52,10 +52,15 @@ INFER_SAMPLES = 64
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One row of a suite: a registered method and its config overrides."""
+    """One row of a suite: a registered method, its config overrides, and the row's name in
+    the rendered table (default: the method's paper label)."""
 
     method: str
     overrides: dict = field(default_factory=dict)
+    row: str | None = None
+
+    def row_name(self) -> str:
+        return self.row or get_method(self.method).label
 
 
 @dataclass
@@ -182,7 +187,8 @@ def paper_throughput(method: str, overrides: dict, device: torch.device) -> tupl
 # ---- records --------------------------------------------------------------------------------
 def base_record(spec: RunSpec, ctx: RunContext, run_id: str, identity: dict | None = None) -> dict:
     entry = get_method(spec.method)
-    record = dict(run_id=run_id, suite=ctx.suite, method=spec.method, label=entry.label, category=entry.category,
+    record = dict(run_id=run_id, suite=ctx.suite, row=spec.row_name(), method=spec.method, label=entry.label,
+                  category=entry.category,
                   dataset=ctx.dataset.name, seed=ctx.seed, status="running", error=None,
                   backbone=PAPER_BACKBONE if ctx.paper_scale else ctx.backbone,
                   weights=RANDOM_INIT if ctx.paper_scale else weights_label(ctx.weights),
