@@ -185,7 +185,7 @@ class Backbone(nn.Module):
                 x = block(x, attn_mask=ctx.attn_mask)
                 values = {"block": x}
             else:
-                values = self._block(i, block, x, hooks, ctx)
+                values = self._block(i, block, x, hooks, ctx, keep=branches if i in taps.layers else ())
                 x = values["block"]
             if i in taps.layers:
                 for point in taps.points:
@@ -195,8 +195,10 @@ class Backbone(nn.Module):
 
     @staticmethod
     def _block(i: int, block: ResidualAttentionBlock, x: Tensor, hooks: BlockHooks | None,
-               ctx: TowerContext) -> dict[str, Tensor]:
-        """open_clip's block forward, step by step, with the hook points between the steps."""
+               ctx: TowerContext, keep=()) -> dict[str, Tensor]:
+        """open_clip's block forward, step by step, with the hook points between the steps;
+        returns the stream after the block and the branches named in ``keep`` (holding the
+        others would keep them alive)."""
         if hooks is not None:
             x = hooks.block_input(i, x, ctx)
         if ctx.tower == "text":
@@ -205,15 +207,20 @@ class Backbone(nn.Module):
         if hooks is not None:
             a = hooks.attn_output(i, a, ctx)
         x = x + a
+        kept = {"attn": a} if "attn" in keep else {}
+        del a                         # as in open_clip's forward: the branch dies after the add
         if hooks is not None:
             x = hooks.mlp_input(i, x, ctx)
         m = block.ls_2(block.mlp(block.ln_2(x)))
         if hooks is not None:
             m = hooks.mlp_output(i, m, ctx)
         x = x + m
+        if "mlp" in keep:
+            kept["mlp"] = m
+        del m
         if hooks is not None:
             x = hooks.block_output(i, x, ctx)
-        return {"block": x, "attn": a, "mlp": m}
+        return {"block": x, **kept}
 
     def video_tokens(self, images: Tensor, taps: Taps, *, hooks: BlockHooks | None = None,
                      frames_per_video: int | None = None, frame_mask: Tensor | None = None) -> dict[str, Tensor]:
