@@ -23,6 +23,8 @@ import open_clip
 import torch
 from torch import Tensor, nn
 
+from methods.checkpoints import check_checkpoint
+
 log = logging.getLogger(__name__)
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
@@ -102,6 +104,8 @@ def check_backbone(name: str, weights: str | os.PathLike | None) -> None:
         hint = (" — it looks like a hub tag; this suite never downloads: pass the path of a local checkpoint file"
                 if not any(sep in str(weights) for sep in "/\\.") else "")
         raise BackboneError(f"CLIP weights '{weights}' for {name}: no such file{hint}")
+    if weights is not None:
+        check_checkpoint(name, weights)   # activation and shapes must fit the config
 
 
 class Backbone(nn.Module):
@@ -121,7 +125,8 @@ class Backbone(nn.Module):
         self.weights_path = str(weights) if weights is not None else None
         self.weights_label = RANDOM_INIT if weights is None else f"{Path(weights).name}#{weights_digest(weights)}"
         with _quiet_root_logger():  # open_clip narrates every step on the root logger
-            self.clip = open_clip.create_model(name, pretrained=self.weights_path, device=device)
+            self.clip = open_clip.create_model(name, pretrained=self.weights_path, device=device,
+                                               **(check_checkpoint(name, weights) if weights is not None else {}))
             self.tokenizer = open_clip.get_tokenizer(name)
         if weights is None and name not in _WARNED_RANDOM:
             _WARNED_RANDOM.add(name)
