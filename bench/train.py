@@ -3,6 +3,11 @@
 AdamW (weight decay 1e-4), linear warm-up, LR × 0.1 at ``lr_drop_epoch``, gradient clipping,
 FP16 autocast on CUDA. A seed makes CPU runs repeat exactly. Checkpoints hold only the
 learnable parameters, as safetensors.
+
+An *epoch* is what the public configs call one: one shuffled pass over the training set
+repeated ``repeat`` times (nncore's RepeatDataset; QVHighlights: 4, so 30 epochs are 120
+passes and the LR drop at epoch 20 comes after 80). ``warmup_iters`` counts iterations
+(batches), ``lr_drop_epoch`` epochs, as in paper Table 8. See docs/protocols.md.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import save as save_safetensors
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from datasets.io import atomic_write
@@ -26,7 +31,8 @@ from methods.model import TransferModel
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 30            # epochs of ``repeat`` passes each (see the module docstring)
+    repeat: int = 1             # passes over the training set per epoch (QVHighlights: 4)
     batch_size: int = 32
     eval_batch_size: int = 32
     lr: float = 5e-4
@@ -53,9 +59,22 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast("cuda", dtype=torch.float16) if enabled and device.type == "cuda" else nullcontext()
 
 
-def make_loader(dataset: VTGDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=partial(collate, fps=dataset.fps),
+def make_loader(dataset: VTGDataset, batch_size: int, shuffle: bool, seed: int,
+                items: Dataset | None = None) -> DataLoader:
+    """Batches of ``items`` (default: ``dataset``; e.g. a repeated or filtered view of it)."""
+    return DataLoader(dataset if items is None else items, batch_size=batch_size, shuffle=shuffle,
+                      collate_fn=partial(collate, fps=dataset.fps),
                       generator=torch.Generator().manual_seed(seed), num_workers=0)
+
+
+def training_items(dataset: VTGDataset, repeat: int, min_seconds: float = 0.0) -> Dataset:
+    """What one epoch iterates: the videos of at least ``min_seconds`` (the public code drops
+    shorter ones from training), the whole set ``repeat`` times (shuffled together)."""
+    keep = [i for i, s in enumerate(dataset.samples) if s.duration >= min_seconds]
+    if not keep:
+        raise ValueError(f"no training video lasts at least {min_seconds} s (min_train_seconds)")
+    items = dataset if len(keep) == len(dataset) else Subset(dataset, keep)
+    return items if repeat == 1 else ConcatDataset([items] * repeat)
 
 
 def learnable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -66,7 +85,8 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
           progress: bool = True) -> dict:
     """Train ``model`` in place; returns seconds spent, videos seen and the last losses."""
     seed_everything(cfg.seed)
-    loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed)
+    items = training_items(dataset, cfg.repeat, getattr(model.head.cfg, "min_train_seconds", 0.0))
+    loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, items=items)
     optimizer = torch.optim.AdamW(learnable(model), lr=cfg.lr, weight_decay=cfg.weight_decay)
     iters_per_epoch = len(loader)
 
