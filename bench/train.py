@@ -5,9 +5,10 @@ inference and checkpoints.
   group may scale the learning rate or set its own weight decay), weight decay 1e-4.
 * Schedule: linear warm-up over ``warmup_iters`` iterations, then LR × 0.1 from epoch
   ``lr_drop_epoch`` on.
-* An **epoch** is one pass over the training set repeated ``repeat`` times (the public
-  QVHighlights config repeats it 4×, so its 30 epochs are 120 passes and its LR drop at epoch 20
-  is pass 80); warm-up counts iterations, the LR drop counts epochs, as in the paper's Table 8.
+* An **epoch** is what the public configs call one: one shuffled pass over the training set
+  repeated ``repeat`` times (nncore's RepeatDataset; QVHighlights: 4, so 30 epochs are 120
+  passes and the LR drop at epoch 20 comes after 80); ``warmup_iters`` counts iterations
+  (batches), ``lr_drop_epoch`` epochs, as in paper Table 8. See docs/protocols.md.
 * :func:`train_step` — forward, the five losses, backward, gradient clipping (35), optimizer
   step, FP16 autocast on CUDA — is the one step used by training *and* by the memory and
   throughput measurements (``bench.run``), so the memory column measures what the suite trains.
@@ -30,7 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from datasets.io import atomic_write
@@ -108,12 +109,23 @@ def autocast_for(device: torch.device, enabled: bool) -> Callable:
     return nullcontext
 
 
-def make_loader(dataset: VTGDataset, batch_size: int, shuffle: bool, seed: int, repeat: int = 1) -> DataLoader:
-    """Batches in a seeded order; ``repeat`` > 1 chains that many shuffled passes into one epoch."""
-    generator = torch.Generator().manual_seed(seed)
-    sampler = RandomSampler(dataset, num_samples=len(dataset) * repeat, generator=generator) if shuffle else None
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=partial(collate, fps=dataset.fps),
-                      num_workers=0)
+def make_loader(dataset: VTGDataset, batch_size: int, shuffle: bool, seed: int,
+                items: Dataset | None = None) -> DataLoader:
+    """Batches of ``items`` (default: ``dataset``; e.g. a repeated or filtered view of it) in a
+    seeded order."""
+    return DataLoader(dataset if items is None else items, batch_size=batch_size, shuffle=shuffle,
+                      collate_fn=partial(collate, fps=dataset.fps),
+                      generator=torch.Generator().manual_seed(seed), num_workers=0)
+
+
+def training_items(dataset: VTGDataset, repeat: int, min_seconds: float = 0.0) -> Dataset:
+    """What one epoch iterates: the videos of at least ``min_seconds`` (the public code drops
+    shorter ones from training), the whole set ``repeat`` times (shuffled together)."""
+    keep = [i for i, s in enumerate(dataset.samples) if s.duration >= min_seconds]
+    if not keep:
+        raise ValueError(f"no training video lasts at least {min_seconds} s (min_train_seconds)")
+    items = dataset if len(keep) == len(dataset) else Subset(dataset, keep)
+    return items if repeat == 1 else ConcatDataset([items] * repeat)
 
 
 def build_optimizer(model: TransferModel, cfg: TrainConfig, **kwargs) -> torch.optim.AdamW:
@@ -186,7 +198,8 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
     """Train ``model`` in place; returns seconds spent, videos seen and the last losses.
     A non-finite loss stops training at once (:class:`NonFiniteLoss`)."""
     seed_everything(cfg.seed)
-    loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, repeat=cfg.repeat)
+    items = training_items(dataset, cfg.repeat, getattr(model.head.cfg, "min_train_seconds", 0.0))
+    loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, items=items)
     model.to(device).train()
     state = make_step_state(model, cfg, device, iters_per_epoch=len(loader))
     start, seen, losses = time.perf_counter(), 0, {}

@@ -24,6 +24,7 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock
 from torch import Tensor, nn
 
+from methods.checkpoints import check_checkpoint
 from methods.hooks import BlockHooks, Taps, TowerContext, overridden
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def check_backbone(name: str, weights: str | os.PathLike | None) -> None:
         hint = (" — it looks like a hub tag; this suite never downloads: pass the path of a local checkpoint file"
                 if not any(sep in str(weights) for sep in "/\\.") else "")
         raise BackboneError(f"CLIP weights '{weights}' for {name}: no such file{hint}")
+    if weights is not None:
+        check_checkpoint(name, weights)   # activation and shapes must fit the config
 
 
 class Backbone(nn.Module):
@@ -105,7 +108,8 @@ class Backbone(nn.Module):
         self.weights_path = str(weights) if weights is not None else None
         self.weights_label = RANDOM_INIT if weights is None else f"{Path(weights).name}#{weights_digest(weights)}"
         with _quiet_root_logger():  # open_clip narrates every step on the root logger
-            self.clip = open_clip.create_model(name, pretrained=self.weights_path, device=device)
+            self.clip = open_clip.create_model(name, pretrained=self.weights_path, device=device,
+                                               **(check_checkpoint(name, weights) if weights is not None else {}))
             self.tokenizer = open_clip.get_tokenizer(name)
         self.clip.requires_grad_(False)
         visual = self.clip.visual

@@ -5,19 +5,23 @@ Every method in the suite feeds its (adapted) per-layer tokens of both towers in
 head. R²-Tuning runs it recurrently over the last 4 layers; the baselines run it once on
 the last layer (K = 1), which is what makes the comparison "identical heads and pipelines".
 
-Where the paper and the authors' public code differ, the paper's value is the default and
-the other is one field away (see ``HeadConfig``):
-  focal α            paper 0.9          public code: none   (``focal_alpha=None``)
-  L1 weight          paper 0.1          public code: 0.2    (``reg_weight``)
-  padded text tokens masked in pooling  public code: not    (``mask_padded_text``)
-  saliency at test   cosine             public code: × cls  (``saliency_times_cls``)
+Where the paper and the authors' public code differ, ``HeadConfig(protocol=...)`` picks
+every value at once: ``"official"`` (default) reproduces the public code, which produced the
+paper's numbers, and ``"paper"`` follows the printed equations; each difference is also its
+own field (``PROTOCOLS``; docs/protocols.md). ``python -m methods.check_official CASE_DIR``
+checks the ``official`` protocol against the golden fixtures made with the public code.
 """
 from methods.head.block import R2Block, TemporalLayer, UniformDropout, mapper, sinusoid_positions
-from methods.head.config import ATTENTION_ORDERS, LAYER_MODES, NMS_KINDS, HeadConfig
-from methods.head.decode import decode, hard_nms, linear_soft_nms, window_iou
+from methods.head.config import (ATTENTION_ORDERS, FROM_PROTOCOL, LAYER_MODES, NMS_KINDS, PROTOCOL_FIELDS, PROTOCOLS,
+                                 HeadConfig)
+from methods.head.decode import (decode, decode_sample, greedy_nms, hard_nms, linear_soft_nms, merged_saliency,
+                                 window_iou)
 from methods.head.grounding import GroundingHead, HeadOutput
-from methods.head.losses import assign_targets, head_losses, info_nce, regression_range, saliency_contrastive
+from methods.head.losses import (assign_targets, head_losses, info_nce, regression_range, sampled_nce,
+                                 saliency_contrastive, widen_windows)
 
-__all__ = ["ATTENTION_ORDERS", "LAYER_MODES", "NMS_KINDS", "GroundingHead", "HeadConfig", "HeadOutput", "R2Block",
-           "TemporalLayer", "UniformDropout", "assign_targets", "decode", "hard_nms", "head_losses", "info_nce",
-           "linear_soft_nms", "mapper", "regression_range", "saliency_contrastive", "sinusoid_positions", "window_iou"]
+__all__ = ["ATTENTION_ORDERS", "FROM_PROTOCOL", "LAYER_MODES", "NMS_KINDS", "PROTOCOLS", "PROTOCOL_FIELDS",
+           "GroundingHead", "HeadConfig", "HeadOutput", "R2Block", "TemporalLayer", "UniformDropout",
+           "assign_targets", "decode", "decode_sample", "greedy_nms", "hard_nms", "head_losses", "info_nce",
+           "linear_soft_nms", "mapper", "merged_saliency", "regression_range", "sampled_nce", "saliency_contrastive",
+           "sinusoid_positions", "widen_windows", "window_iou"]

@@ -50,6 +50,23 @@ class TemporalLayer(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(c, cfg.ffn), nn.ReLU(), nn.Linear(cfg.ffn, c))
         self.norm_cross, self.norm_self, self.norm_ffn = nn.LayerNorm(c), nn.LayerNorm(c), nn.LayerNorm(c)
         self.drop_path = DropPath(cfg.drop_path)
+        if cfg.xavier_kaiming_init:
+            self.init_like_public_code()
+
+    @torch.no_grad()
+    def init_like_public_code(self) -> None:
+        """nncore 0.4.4's initialisation: Xavier-uniform for each q/k/v/out projection (each a
+        C×C matrix, so in_proj is initialised in three blocks), Kaiming-normal (fan_out,
+        leaky_relu a=0) for the FFN, zero biases."""
+        for attn in (self.cross, self.self_attn):
+            for w in attn.in_proj_weight.chunk(3, dim=0):
+                nn.init.xavier_uniform_(w)
+            nn.init.xavier_uniform_(attn.out_proj.weight)
+            nn.init.zeros_(attn.in_proj_bias)
+            nn.init.zeros_(attn.out_proj.bias)
+        for lin in (self.ffn[0], self.ffn[2]):
+            nn.init.kaiming_normal_(lin.weight, a=0, mode="fan_out", nonlinearity="leaky_relu")
+            nn.init.zeros_(lin.bias)
 
     def _cross(self, x, pos, text, text_pad):
         y = self.cross(x + pos, text, text, key_padding_mask=text_pad, need_weights=False)[0]

@@ -1,17 +1,95 @@
-"""HeadConfig: every switch of the shared head (architecture, losses, decoding)."""
+"""HeadConfig: every switch of the shared head (architecture, losses, decoding), and the two
+named protocols that fill in the switches where the paper and the authors' public code differ.
+
+``official`` (the default) reproduces the public code (github yeliudev/R2-Tuning @ 03fbcf6 with
+nncore 0.4.4), which produced the paper's numbers; ``paper`` follows the equations as printed.
+Every difference is its own field whose default, :data:`FROM_PROTOCOL`, means "take it from the
+protocol"; ``__post_init__`` resolves it from :data:`PROTOCOLS`. So
+``HeadConfig(protocol="official", focal_alpha=0.9)`` flips exactly one switch, and the resolved
+config (``dataclasses.asdict``) records every value a run used. docs/protocols.md lists each
+field with both values and where it comes from.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 LAYER_MODES = ("recurrent", "single", "mean")
 ATTENTION_ORDERS = ("cross_self", "self_cross")
 NMS_KINDS = ("hard", "linear", "none")
+SALIENCY_LOSSES = ("sampled_nce", "within_video")
+CALIBRATION_CLIPS = ("sampled", "mean")
+
+
+class _FromProtocol:
+    """Sentinel default: the value comes from the config's protocol."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "FROM_PROTOCOL"
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+
+FROM_PROTOCOL = _FromProtocol()
+
+# Every field on which the public code and the paper differ. "(train)" fields change training
+# only: evaluation always runs each sample at its real length with padding masked (batch-
+# independent), which is what the public code's one-video-at-a-time evaluation computes.
+PROTOCOLS: dict[str, dict] = {
+    "official": dict(
+        focal_alpha=None,                # nncore FocalLoss alpha=-1 (no α weighting)
+        relu_h=True,                     # ConvPyramid's stride-1 level is ReLU(inplace=True) on h
+        saliency_loss="sampled_nce",     # models/loss.py SampledNCELoss: row + col, ties counted
+        calibration_clip="sampled",      # BundleLoss.loss_cal: CLS at the sampled positive clip
+        saliency_times_cls=True,         # R2Tuning.forward merge_cls_sal=True
+        nms_keep_suppressed=True,        # Grounding.evaluate 'normal': score → 0, IoU ≥ thr (float32)
+        soft_nms_thresholded=False,      # Grounding.evaluate 'linear': every later row × (1 − IoU)
+        round_windows=True,              # Grounding.evaluate: round to the dataset's unit
+        pad_length_train=True,           # (train) TEF 1/T_padded, positions by the padded length
+        pool_padded_text_train=True,     # (train) spatial pooling max over padded text tokens too
+        pyramid_padding_train=True,      # (train) padding reaches the pyramid; max-pooled level masks
+        xavier_kaiming_init=True,        # nncore MultiHeadAttention xavier / FFN kaiming, zero biases
+        min_train_seconds=5.0,           # Grounding(min_video_len=5): shorter videos not trained on
+        widen_short_windows=True,        # Grounding.bind_boundary: windows < 1 clip widened to 1 clip
+    ),
+    "paper": dict(
+        focal_alpha=0.9,                 # Eq. 12
+        relu_h=False,                    # Eq. 14: cosine of h; pyramid levels built from h
+        saliency_loss="within_video",    # Eq. 15: clips of strictly lower saliency, same video
+        calibration_clip="mean",         # Eq. 9: CLS features averaged over positive clips
+        saliency_times_cls=False,        # Sec. 3.4: saliency is the cosine
+        nms_keep_suppressed=False,       # NMS θ=0.7 removes duplicates
+        soft_nms_thresholded=True,       # soft-NMS (Bodla et al.) decays only IoU > threshold
+        round_windows=False,
+        pad_length_train=False,
+        pool_padded_text_train=False,
+        pyramid_padding_train=False,
+        xavier_kaiming_init=False,       # paper silent: torch defaults
+        min_train_seconds=0.0,
+        widen_short_windows=False,
+    ),
+}
+PROTOCOL_FIELDS = tuple(PROTOCOLS["official"])
 
 
 @dataclass
 class HeadConfig:
-    """Architecture, loss and decoding settings of the shared head (paper defaults)."""
+    """Architecture, loss and decoding settings of the shared head.
 
+    ``protocol`` fills every field left at :data:`FROM_PROTOCOL` (see :data:`PROTOCOLS`).
+    To switch protocol, build a new config: ``dataclasses.replace`` keeps resolved values."""
+
+    protocol: str = "official"
     k: int = 4                       # K: how many of the backbone's last layers the head consumes
     layer_mode: str = "recurrent"    # "recurrent" | "single" (layer 13−K only) | "mean" (of the last K)
     reverse: bool = True             # refine 12 → 9 (True) or 9 → 12
@@ -25,9 +103,8 @@ class HeadConfig:
     drop_path: float = 0.1
     use_tef: bool = True             # temporal encoding features (grounding datasets)
     strides: tuple[int, ...] = (1, 2, 4, 8)
-    mask_padded_text: bool = True
-    # losses
-    focal_alpha: float | None = 0.9
+    # losses. L1: 0.1 on the per-point sum of both boundary distances ÷ positives, which equals
+    # the public code's 0.2 on their mean (nncore L1Loss, avg_factor = 2 × positives).
     focal_gamma: float = 2.0
     cls_weight: float = 1.0
     reg_weight: float = 0.1
@@ -39,17 +116,40 @@ class HeadConfig:
     max_windows: int = 50
     nms: str = "hard"
     nms_threshold: float = 0.7
-    saliency_times_cls: bool = False
+    window_unit: float | None = None  # rounding unit in seconds (dataset preset); None: one clip
+    # protocol fields (PROTOCOLS)
+    focal_alpha: float | None = FROM_PROTOCOL
+    relu_h: bool = FROM_PROTOCOL
+    saliency_loss: str = FROM_PROTOCOL
+    calibration_clip: str = FROM_PROTOCOL
+    saliency_times_cls: bool = FROM_PROTOCOL
+    nms_keep_suppressed: bool = FROM_PROTOCOL
+    soft_nms_thresholded: bool = FROM_PROTOCOL
+    round_windows: bool = FROM_PROTOCOL
+    pad_length_train: bool = FROM_PROTOCOL
+    pool_padded_text_train: bool = FROM_PROTOCOL
+    pyramid_padding_train: bool = FROM_PROTOCOL
+    xavier_kaiming_init: bool = FROM_PROTOCOL
+    min_train_seconds: float = FROM_PROTOCOL
+    widen_short_windows: bool = FROM_PROTOCOL
 
     def __post_init__(self):
-        if self.layer_mode not in LAYER_MODES:
-            raise ValueError(f"layer_mode must be one of {LAYER_MODES}, got {self.layer_mode!r}")
-        if self.attention_order not in ATTENTION_ORDERS:
-            raise ValueError(f"attention_order must be one of {ATTENTION_ORDERS}, got {self.attention_order!r}")
-        if self.nms not in NMS_KINDS:
-            raise ValueError(f"nms must be one of {NMS_KINDS}, got {self.nms!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {tuple(PROTOCOLS)}, got {self.protocol!r}")
+        for name, value in PROTOCOLS[self.protocol].items():
+            if getattr(self, name) is FROM_PROTOCOL:
+                setattr(self, name, value)
+        for name, allowed in (("layer_mode", LAYER_MODES), ("attention_order", ATTENTION_ORDERS),
+                              ("nms", NMS_KINDS), ("saliency_loss", SALIENCY_LOSSES),
+                              ("calibration_clip", CALIBRATION_CLIPS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.k < 1 or self.temporal_layers < 1:
             raise ValueError("k and temporal_layers must be ≥ 1")
+        if not 0 < self.nms_threshold <= 1:
+            raise ValueError(f"nms_threshold must be in (0, 1], got {self.nms_threshold!r}")
+        if self.window_unit is not None and not self.window_unit > 0:
+            raise ValueError(f"window_unit must be > 0 seconds or None, got {self.window_unit!r}")
         self.strides = tuple(self.strides)
 
     @property
@@ -57,4 +157,8 @@ class HeadConfig:
         """Refinement steps: K when recurrent, else one."""
         return self.k if self.layer_mode == "recurrent" else 1
 
-
+    def protocol_overrides(self) -> dict:
+        """The protocol fields whose value differs from what ``protocol`` prescribes."""
+        table = PROTOCOLS[self.protocol]
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name in table and getattr(self, f.name) != table[f.name]}
