@@ -73,6 +73,7 @@ def batch(model, lengths=(8, 5), seed=0):
     ("vop", {"vop_variant": "F+P", "vop_max_frames": 12}, 393_216 + 12 * 768, None),  # 0.328 %
     ("st_adapter", {}, 7_110_144, None),
     ("st_adapter", {"st_adapter_points": "attn_mlp"}, 14_220_288, None),
+    ("st_adapter", {"st_adapter_bottleneck": 512}, 9_477_120, None),
 ])
 def test_exact_parameter_counts_at_vit_b32(method, overrides, extra, paper):
     learnable, clip = paper_params(method, overrides)

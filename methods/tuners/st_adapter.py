@@ -5,7 +5,9 @@ width) and no non-linearity (``class Adapter`` in ``models_adapter.py``). The co
 bias and both fc biases start at zero, so the adapter is the identity at initialisation.
 
 Configuration: the release's K400 setting ``clip_vit_base_patch16_adapter12x384`` — 12 adapters,
-bottleneck 384, between attention and MLP (``st_adapter_bottleneck``). Option
+bottleneck 384, between attention and MLP. ``st_adapter_bottleneck`` None means half the visual
+width: 384 at ViT-B (width 768), 64 on the synthetic benchmark's tiny CLIP, whose width (128)
+an absolute 384 would triple. Option
 ``st_adapter_points="attn_mlp"``: 24 adapters, also before attention (the release's SSv2
 setting). Frames of one video are rows b·T … b·T + T − 1 (``ctx.frames_per_video``); padded frames
 (``ctx.frame_mask`` False) are zeroed after fc1, before the temporal convolution, so they act
@@ -37,14 +39,14 @@ class STAdapterConfig(HeadConfig):
     """HeadConfig with K=1, plus the adapters' bottleneck width and placement."""
 
     k: int = 1
-    st_adapter_bottleneck: int = 384
+    st_adapter_bottleneck: int | None = None   # None: half the visual width (384 at ViT-B)
     st_adapter_points: str = "mlp"      # "mlp": before each MLP (12); "attn_mlp": also before attention (24)
 
     def __post_init__(self):
         super().__post_init__()
         if self.st_adapter_points not in ADAPTER_POINTS:
             raise ValueError(f"st_adapter_points must be one of {ADAPTER_POINTS}, got {self.st_adapter_points!r}")
-        if self.st_adapter_bottleneck < 1:
+        if self.st_adapter_bottleneck is not None and self.st_adapter_bottleneck < 1:
             raise ValueError(f"st_adapter_bottleneck must be ≥ 1, got {self.st_adapter_bottleneck}")
 
 
@@ -102,5 +104,6 @@ class STAdapterHooks(BlockHooks):
 
 @register("st_adapter", label="ST-Adapter", category="PETL", config=STAdapterConfig)
 def build(backbone: Backbone, cfg: STAdapterConfig) -> TransferModel:
-    hooks = STAdapterHooks(backbone.depth, backbone.video_width, cfg.st_adapter_bottleneck, cfg.st_adapter_points)
+    bottleneck = cfg.st_adapter_bottleneck or backbone.video_width // 2
+    hooks = STAdapterHooks(backbone.depth, backbone.video_width, bottleneck, cfg.st_adapter_points)
     return TransferModel(backbone, cfg, backbone_grad=True, hooks=hooks)
