@@ -75,6 +75,18 @@ def _causal_mask(length: int, device: torch.device) -> Tensor:
     return torch.full((length, length), float("-inf"), device=device).triu_(1)
 
 
+def _attend(block: ResidualAttentionBlock, q: Tensor, ctx: TowerContext) -> Tensor:
+    """The block's self-attention with the context's masks (``key_padding_mask``: a hook that
+    joins rows into one sequence — the frames of a video — hides padded tokens with it)."""
+    if ctx.key_padding_mask is None:
+        return block.attention(q_x=q, attn_mask=ctx.attn_mask)
+    attn_mask = ctx.attn_mask.to(q.dtype) if ctx.attn_mask is not None else None
+    padding = ctx.key_padding_mask
+    if attn_mask is not None:   # one mask type for both (nn.MultiheadAttention deprecates mixing them)
+        padding = torch.zeros(padding.shape, dtype=q.dtype, device=q.device).masked_fill(padding, float("-inf"))
+    return block.attn(q, q, q, need_weights=False, attn_mask=attn_mask, key_padding_mask=padding)[0]
+
+
 def check_backbone(name: str, weights: str | os.PathLike | None) -> None:
     """Refuse at once what would need a download: hub models, hub tags, missing files."""
     if name.startswith(("hf-hub:", "local-dir:")) or name not in open_clip.list_models():
@@ -207,7 +219,7 @@ class Backbone(nn.Module):
             x = hooks.block_input(i, x, ctx)
         if ctx.tower == "text":
             ctx.attn_mask = _causal_mask(x.shape[1], x.device).to(x.dtype)
-        a = block.ls_1(block.attention(q_x=block.ln_1(x), attn_mask=ctx.attn_mask))
+        a = block.ls_1(_attend(block, block.ln_1(x), ctx))
         if hooks is not None:
             a = hooks.attn_output(i, a, ctx)
         x = x + a

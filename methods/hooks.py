@@ -5,7 +5,8 @@ change the tokens at each of them::
 
     x = hooks.block_input(i, x, ctx)        # before attention: insert/replace prompt tokens (VPT, VoP),
                                             # an adapter before attention (ST-Adapter ×2)
-    a = attention(ln_1(x))                  # causal mask (text) built here, after any insertion
+    a = attention(ln_1(x))                  # causal mask (text) built here, after any insertion;
+                                            # ctx.key_padding_mask hides tokens if a hook set it
     a = hooks.attn_output(i, a, ctx)        # the attention branch (E3VA reads it)
     x = x + a
     x = hooks.mlp_input(i, x, ctx)          # between attention and MLP (ST-Adapter)
@@ -37,7 +38,9 @@ class TowerContext:
     ``frames_per_video`` and ``frame_mask`` (B, T) describe the video tower's rows: row
     ``b * T + t`` is frame ``t`` of video ``b``; padded frames are False in the mask.
     ``text_mask`` (B, L) marks the text tower's real tokens (start … end of text) of the ids as
-    given, before any insertion; ``attn_mask`` is the causal mask for the current length."""
+    given, before any insertion; ``attn_mask`` is the causal mask for the current length.
+    ``key_padding_mask`` (N, L), True on tokens attention must ignore, is None unless a hook sets
+    it: one that joins the frames of a video into one sequence (VoP) hides padded frames with it."""
 
     tower: str
     depth: int
@@ -45,6 +48,7 @@ class TowerContext:
     frame_mask: Tensor | None = None
     text_mask: Tensor | None = None
     attn_mask: Tensor | None = None
+    key_padding_mask: Tensor | None = None
     state: dict = field(default_factory=dict)   # scratch space a hook may use within one pass
 
 
