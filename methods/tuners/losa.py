@@ -35,8 +35,9 @@ Count at ViT-B/32, r=16, T_max=75, per block: LN 1,536 + down 12,304 + spatial (
 **372,636** extra; total 3,208,872 = **3.060 M** (2^20) vs the paper's **4.8** (2,144,500 –
 2,249,357 extra). No rank-16 reading we could build reaches it (mixers at full width, MLP-Mixer
 style, give ≈ 0.41 M; adding the text tower ≈ 0.65 M); the gap of ≈ 1.8 M most plausibly comes
-from channel mixers wider than the rank (a hidden width near 96–128 on both towers would fit)
-or from extra per-layer projections in the authors' unreleased implementation.
+from channel projections wider than the rank (a width near 120 on the visual tower, or near 70
+on both towers, would fit) or from extra per-layer projections in the authors' unreleased
+implementation.
 """
 from __future__ import annotations
 
