@@ -188,9 +188,20 @@ class Backbone(nn.Module):
         hooks = hooks if hooks is not None and hooks.acts_on(ctx.tower) else None
         inner = [name for name in _INNER_HOOKS if overridden(hooks, name)]
         branches = {"attn", "mlp"} & set(taps.points)
-        out: dict[str, list[Tensor]] = {point: [] for point in taps.points}
-        if -1 in taps.layers:
-            out["block"].append(hooks.tap(-1, "block", x, ctx) if hooks is not None else x)
+        # each point's layers are copied, as they come, into one (L, N, ...) buffer: no list of
+        # layers and stacked copy alive together (with many taps that doubled the peak)
+        slots = {point: {layer: j for j, layer in enumerate(taps.layers_of(point))} for point in taps.points}
+        out: dict[str, Tensor] = {}
+
+        def keep(point: str, i: int, v: Tensor) -> None:
+            if hooks is not None:
+                v = hooks.tap(i, point, v, ctx)
+            if point not in out:
+                out[point] = v.new_empty((len(slots[point]), *v.shape))
+            out[point][slots[point][i]] = v
+
+        if -1 in slots.get("block", ()):
+            keep("block", -1, x)
         for i, block in enumerate(blocks[: max(taps.layers) + 1]):
             if not isinstance(block, ResidualAttentionBlock):
                 if inner or branches:
@@ -203,11 +214,12 @@ class Backbone(nn.Module):
             else:
                 values = self._block(i, block, x, hooks, ctx, keep=branches if i in taps.layers else ())
                 x = values["block"]
-            if i in taps.layers:
-                for point in taps.points:
-                    v = values[point]
-                    out[point].append(hooks.tap(i, point, v, ctx) if hooks is not None else v)
-        return {point: torch.stack(v, dim=1) for point, v in out.items()}
+            for point in taps.points:
+                if i in slots[point]:
+                    keep(point, i, values[point])
+        # (N, L, ...) with each layer's tokens contiguous in memory: a consumer that reads one layer
+        # at a time (a side network, the head) gets a view, not a copy that autograd would keep
+        return {point: out[point].movedim(0, 1) for point in taps.points}
 
     @staticmethod
     def _block(i: int, block: ResidualAttentionBlock, x: Tensor, hooks: BlockHooks | None,

@@ -58,10 +58,16 @@ class Taps:
     layer, the ``points`` among :data:`POINTS`. Layer ``-1`` is the tokens entering block 0
     (after the embeddings; ``block`` point only). The R² head reads ``block`` of the last K
     layers; a side network may read every layer (LST, LoSA), or the attention and MLP
-    branches (E3VA)."""
+    branches (E3VA).
+
+    ``point_layers`` narrows a point to a subset of ``layers`` (points it does not name are
+    tapped at every layer), e.g. the branches of every block but the residual stream of the
+    last only: ``Taps(range(12), ("attn", "mlp", "block"), {"block": (11,)})``. The tokens of
+    a point stack its own layers, lowest first."""
 
     layers: tuple[int, ...]
     points: tuple[str, ...] = ("block",)
+    point_layers: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
@@ -71,8 +77,22 @@ class Taps:
         bad = [p for p in self.points if p not in POINTS]
         if bad or not self.points:
             raise ValueError(f"tap points must be among {POINTS}, got {self.points}")
-        if -1 in self.layers and self.points != ("block",):
+        narrowed = dict(self.point_layers.items() if isinstance(self.point_layers, dict) else self.point_layers)
+        narrowed = {p: tuple(int(i) for i in v) for p, v in narrowed.items()}
+        for point, layers in narrowed.items():
+            if point not in self.points:
+                raise ValueError(f"point_layers names '{point}', which is not among the tapped points {self.points}")
+            if not layers or list(layers) != sorted(set(layers)) or not set(layers) <= set(self.layers):
+                raise ValueError(f"point_layers['{point}'] must be distinct, ascending layers among {self.layers}, "
+                                 f"got {layers}")
+        object.__setattr__(self, "point_layers", tuple(sorted(narrowed.items())))
+        if any(-1 in self.layers_of(p) for p in self.points if p != "block") or (
+                -1 in self.layers and ("block" not in self.points or -1 not in self.layers_of("block"))):
             raise ValueError("layer -1 (the embeddings) has only the 'block' point")
+
+    def layers_of(self, point: str) -> tuple[int, ...]:
+        """The layers at which ``point`` is tapped, lowest first."""
+        return dict(self.point_layers).get(point, self.layers)
 
     @classmethod
     def last(cls, k: int, depth: int, points: tuple[str, ...] = ("block",)) -> "Taps":
@@ -82,7 +102,10 @@ class Taps:
         return cls(tuple(range(depth - k, depth)), points)
 
     def describe(self) -> dict:
-        return {"layers": list(self.layers), "points": list(self.points)}
+        out = {"layers": list(self.layers), "points": list(self.points)}
+        if self.point_layers:
+            out["point_layers"] = {p: list(v) for p, v in self.point_layers}
+        return out
 
 
 class BlockHooks(nn.Module):

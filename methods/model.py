@@ -132,9 +132,9 @@ class TransferModel(nn.Module):
         mask = batch["video_mask"]
         video = batch["video_taps"] if "video_taps" in batch else self.video_layer_tokens(batch["frames"], mask)
         text, text_mask = self.text_layer_tokens(batch["text_ids"])
-        if not torch.is_autocast_enabled():   # cached features are fp16 on disk
-            dtype = next(iter(text.values())).dtype
-            video = {point: v.to(dtype) for point, v in video.items()}
+        reference = next(iter(text.values()))
+        if not torch.is_autocast_enabled(reference.device.type):   # cached features are fp16 on disk
+            video = {point: v.to(reference.dtype) for point, v in video.items()}
         return LayerTokens(video, mask, text, text_mask)
 
     def forward(self, batch: dict) -> HeadOutput:
