@@ -26,10 +26,11 @@ from pathlib import Path
 import torch
 
 from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
-from bench.metrics.qvhighlights import evaluate_qvhighlights
-from datasets.io import cache_dir
+from bench.metrics import evaluate
+from datasets.io import atomic_write, cache_dir
 from bench.train import TrainConfig, predict, save_checkpoint, train
-from datasets.vtg import DatasetSpec, FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for
+from datasets.registry import Dataset
+from datasets.vtg import FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for
 from methods.backbone import Backbone
 from methods.registry import build_model, get_method
 
@@ -51,7 +52,7 @@ class RunContext:
     """What every run of a suite shares."""
 
     suite: str
-    dataset: DatasetSpec
+    dataset: Dataset
     backbone: str
     weights: str | None
     device: torch.device
@@ -147,7 +148,7 @@ def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
     """Run ``spec`` and return its complete record (raises on failure; the suite records it)."""
     start = time.perf_counter()
     record = base_record(spec, ctx, run_id)
-    overrides = {**ctx.dataset.head, **spec.overrides} if not ctx.paper_scale else dict(spec.overrides)
+    overrides = {**ctx.dataset.preset.head, **spec.overrides} if not ctx.paper_scale else dict(spec.overrides)
     record["config"] = overrides
     record["params"], _ = paper_params(spec.method, spec.overrides)
     record["params_M"] = round(params_in_paper_unit(record["params"]), 3)
@@ -162,6 +163,21 @@ def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
     record["wall_s"] = round(time.perf_counter() - start, 1)
     record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return record
+
+
+def train_settings(settings: dict) -> dict:
+    """TrainConfig fields from a preset. ``repeat`` (passes over the training set per epoch,
+    QVHighlights: 4) is folded into ``epochs`` and ``lr_drop_epoch`` while TrainConfig has no
+    such field: the same schedule, in passes."""
+    settings = dict(settings)
+    repeat = settings.pop("repeat", 1)
+    if repeat != 1 and "repeat" not in TrainConfig.__dataclass_fields__:
+        settings["epochs"] = settings.get("epochs", TrainConfig.epochs) * repeat
+        drop = settings.get("lr_drop_epoch", TrainConfig.lr_drop_epoch)
+        settings["lr_drop_epoch"] = drop * repeat if drop is not None else None
+    elif repeat != 1:
+        settings["repeat"] = repeat
+    return settings
 
 
 def _train_and_evaluate(spec: RunSpec, ctx: RunContext, overrides: dict, run_id: str) -> dict:
@@ -183,14 +199,16 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, overrides: dict, run_id:
     tokenize = backbone.tokenize
     train_set = VTGDataset(train_samples, video_fn, tokenize, data.fps, source)
     eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.fps, source)
-    cfg = TrainConfig(**{**data.train, **ctx.train_overrides, "seed": ctx.seed})
+    cfg = TrainConfig(**train_settings({**data.preset.train, **ctx.train_overrides, "seed": ctx.seed}))
     stats = train(model, train_set, cfg, device, progress=ctx.progress)
     save_checkpoint(model, run_dir / "checkpoint.safetensors")
 
     lines, _ = predict(model, eval_set, cfg.eval_batch_size, device, cfg.amp, progress=ctx.progress)
     pred_path = run_dir / f"{data.eval_split}_preds.jsonl"
     pred_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    metrics = evaluate_qvhighlights(lines, [s.raw for s in eval_samples])["brief"]
+    result = evaluate(data.spec.metric, lines, eval_samples)
+    metrics = result.brief
+    per_query_path = atomic_write(run_dir / "per_query.csv", result.per_query.to_csv())
 
     subset = eval_samples[:INFER_SAMPLES]
     for s in subset:                     # decode outside the timed region
@@ -198,6 +216,7 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, overrides: dict, run_id:
     live = VTGDataset(subset, frames.get, tokenize, data.fps, "frames")
     _, infer_seconds = predict(model, live, cfg.eval_batch_size, device, cfg.amp, progress=False)
     return dict(params_run=count_params(model), metrics=metrics, predictions=str(pred_path),
+                per_query=str(per_query_path),
                 train_videos_per_s=round(stats["videos"] / stats["seconds"], 2),
                 infer_videos_per_s=round(len(subset) / infer_seconds, 2),
                 train_seconds=round(stats["seconds"], 1), final_losses=stats["losses"],

@@ -14,6 +14,7 @@ from bench.metrics.qvhighlights import evaluate_qvhighlights
 from bench.run import RunContext, RunSpec, execute
 from datasets import vtg
 from datasets.errors import InputError
+from datasets.registry import synthetic_dataset
 from datasets.synthetic.tiny_clip import pretrain
 
 SIZES = dict(n_train=48, n_val=24, n_test=4, duration=40)
@@ -25,7 +26,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("r2bench")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("R2BENCH_CACHE", str(root))
-        spec = vtg.synthetic_spec(**SIZES)
+        spec = synthetic_dataset(**SIZES)
         weights, _ = pretrain(seed=0, steps=60, out=root / "tiny.safetensors", progress=False)
         yield dict(root=root, spec=spec, weights=str(weights))
 
@@ -156,7 +157,7 @@ def test_a_corrupt_cached_feature_is_rebuilt_when_read(env, r2_run):
     from methods.backbone import Backbone
     from methods.registry import build_model
     spec = env["spec"]
-    model = build_model("r2_tuning", Backbone("R2Bench-Tiny", env["weights"]), spec.head)
+    model = build_model("r2_tuning", Backbone("R2Bench-Tiny", env["weights"]), spec.preset.head)
     cache = vtg.feature_cache_for(spec, model, env["root"] / "features")  # the run's cache (R2BENCH_CACHE)
     vid = spec.samples("val")[0].vid
     path = cache.path_for(vid)
