@@ -23,8 +23,10 @@ import multiprocessing as mp
 import os
 import sys
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -41,7 +43,6 @@ from datasets.io import atomic_write, cache_dir
 log = logging.getLogger("datasets.prepare")
 
 LAYOUTS = ("full", "cls-pooled")
-MAX_DECODE_ATTEMPTS = 2        # a video whose decoder process crashes twice is skipped
 
 
 # --------------------------------------------------------------------------- what a run shares
@@ -127,13 +128,16 @@ class _Job:
     vid: str
     path: Path
     fps: float
-    attempts: int = 0
 
 
 def _decoded(jobs: list[_Job], size: int, workers: int,
              failed: list[dict]) -> Iterator[tuple[_Job, np.ndarray]]:
     """Yield ``(job, frames)`` as videos finish decoding (at most ``2 × workers`` in flight);
-    failures go to ``failed``. ``workers=0`` decodes in this process."""
+    failures go to ``failed``. ``workers=0`` decodes in this process.
+
+    If a decoding process dies (a decoder crash takes the whole pool down), the pool is
+    restarted and the videos that were in flight are retried one at a time, so that the one
+    that crashes is identified and skipped, and the others are kept."""
     if workers == 0:
         for job in jobs:
             _, frames, reason = _decode(job.vid, str(job.path), job.fps, size)
@@ -142,40 +146,53 @@ def _decoded(jobs: list[_Job], size: int, workers: int,
             else:
                 failed.append(dict(vid=job.vid, path=str(job.path), reason=reason))
         return
-    queue = list(reversed(jobs))
-    pool = _pool(workers)
+    queue, suspects = deque(jobs), deque()
     running: dict[Future, _Job] = {}
+    pool = _pool(workers)
+
+    def start(source: deque) -> bool:
+        """Submit the next job of ``source``; False (job put back) if the pool is broken."""
+        job = source.popleft()
+        try:
+            running[pool.submit(_decode, job.vid, str(job.path), job.fps, size)] = job
+            return True
+        except BrokenProcessPool:
+            source.appendleft(job)
+            return False
+
     try:
-        while queue or running:
-            while queue and len(running) < 2 * workers:
-                job = queue.pop()
-                job.attempts += 1
-                running[pool.submit(_decode, job.vid, str(job.path), job.fps, size)] = job
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            broken = False
-            for fut in done:
-                job = running.pop(fut)
-                try:
-                    _, frames, reason = fut.result()
-                except BrokenProcessPool:
-                    broken = True
-                    if job.attempts >= MAX_DECODE_ATTEMPTS:
-                        failed.append(dict(vid=job.vid, path=str(job.path),
-                                           reason="the decoding process crashed (twice) on this video or one "
-                                                  "decoded beside it"))
+        while queue or suspects or running:
+            alone = bool(suspects)
+            if alone:
+                healthy = start(suspects) if not running else True
+            else:
+                healthy = True
+                while healthy and queue and len(running) < 2 * workers:
+                    healthy = start(queue)
+            broken = not healthy
+            if healthy:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    job = running.pop(fut)
+                    try:
+                        _, frames, reason = fut.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        if alone:
+                            failed.append(dict(vid=job.vid, path=str(job.path),
+                                               reason="the decoding process crashed on this video"))
+                        else:
+                            suspects.append(job)
+                        continue
+                    if reason is None:
+                        yield job, frames
                     else:
-                        queue.append(job)
-                    continue
-                if reason is None:
-                    yield job, frames
-                else:
-                    failed.append(dict(vid=job.vid, path=str(job.path), reason=reason))
-            if broken:   # every other in-flight job is lost with the pool: retry them in a new one
-                for fut, job in running.items():
-                    queue.append(job)
+                        failed.append(dict(vid=job.vid, path=str(job.path), reason=reason))
+            if broken:   # the pool is gone: the videos still in flight are retried one at a time
+                suspects.extend(running.values())
                 running.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
-                log.warning("a decoding process crashed; restarting the pool and retrying its videos")
+                log.warning("a decoding process crashed; retrying the videos it was decoding one at a time")
                 pool = _pool(workers)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -248,14 +265,15 @@ def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.Pa
         backbone = backbone.to(device).eval()
         workers = (os.cpu_count() or 1) if workers is None else workers
         bar = tqdm(total=len(todo), desc=f"preparing {dataset}", unit="video", disable=not progress or not todo)
-        for job, frames in _decoded(todo, backbone.image_size, workers, report.skipped):
-            tokens = encode_frames(backbone, backbone.preprocess(frames), layers, device, chunk)
-            cache.put(job.vid, {"video": apply_layout(tokens, layout)})
-            report.prepared += 1
-            report.frames += len(frames)
-            report.bytes_written += cache.path_for(job.vid).stat().st_size
-            bar.update()
-            bar.set_postfix(skipped=len(report.skipped))
+        with closing(_decoded(todo, backbone.image_size, workers, report.skipped)) as decoded:
+            for job, frames in decoded:
+                tokens = encode_frames(backbone, backbone.preprocess(frames), layers, device, chunk)
+                cache.put(job.vid, {"video": apply_layout(tokens, layout)})
+                report.prepared += 1
+                report.frames += len(frames)
+                report.bytes_written += cache.path_for(job.vid).stat().st_size
+                bar.update()
+                bar.set_postfix(skipped=len(report.skipped))
         bar.close()
         report.status = "incomplete" if report.skipped else "complete"
     except BaseException:
