@@ -4,6 +4,7 @@ import json
 import random
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -70,6 +71,9 @@ def test_run_record_has_the_measurements(r2_run):
     assert r2_run["memory_source"] == "estimate" and 5 < r2_run["memory_gib"] < 15
     assert r2_run["train_videos_per_s"] > 0 and r2_run["infer_videos_per_s"] > 0 and r2_run["wall_s"] > 0
     assert r2_run["weights"].endswith("tiny.safetensors")
+    per_query = pd.read_csv(r2_run["per_query"], index_col="qid")       # one row per val query, brief columns
+    assert list(per_query.columns) == list(r2_run["metrics"]) and len(per_query) == r2_run["n_eval"]
+    assert per_query["MR-full-mAP"].mean() == pytest.approx(r2_run["metrics"]["MR-full-mAP"], abs=0.006)
     lines = Path(r2_run["predictions"]).read_text().splitlines()
     first = json.loads(lines[0])
     assert set(first) == {"qid", "query", "vid", "pred_relevant_windows", "pred_saliency_scores"}

@@ -159,9 +159,11 @@ def test_adding_a_dataset_is_one_spec(tmp_path):
     with pytest.raises(ValueError, match="split 'val' has no annotation file"):
         DatasetSpec(name="x", title="X", format="grounding", metric="grounding", tasks={"mr"}, fps=1, clip_seconds=1,
                     annotation_files={"train": "a.jsonl"})
+    bad_head = DatasetSpec(name="x", title="X", format="grounding", metric="grounding", tasks={"mr"}, fps=1,
+                           clip_seconds=1, annotation_files={"train": "a", "val": "b"},
+                           preset=Preset(head=dict(nms="soft")))
     with pytest.raises(InputError, match="nms must be one of"):
-        DatasetSpec(name="x", title="X", format="grounding", metric="grounding", tasks={"mr"}, fps=1, clip_seconds=1,
-                    annotation_files={"train": "a", "val": "b"}, preset=Preset(head=dict(nms="soft")))
+        bad_head.with_overrides([])
 
 
 def test_synthetic_is_generated_on_first_use(tmp_path, monkeypatch):
@@ -207,3 +209,13 @@ def test_summary_cli_runs_as_a_module_and_rejects_bad_files(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert f"{bad}:1: field 'relevant_windows[0]': expected start < end" in proc.stderr
+
+
+def test_run_all_takes_datasets_and_preset_overrides_from_the_registry(tmp_path, caplog):
+    import run_all
+    assert set(run_all.parse_args([]).__dict__) >= {"dataset", "set"}
+    assert run_all.main(["--dataset", "tvsum", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "--dataset tvsum needs --video-dir" in caplog.text
+    assert run_all.main(["--set", "train.lrr=1", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "did you mean 'train.lr'?" in caplog.text
+    assert not (tmp_path / "table9").exists()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -37,9 +37,6 @@ BRIEF_MR_KEYS = {  # brief key -> (bucket, metric, threshold key)
     "MR-middle-mAP": ("middle", "MR-mAP", "average"),
     "MR-short-mAP": ("short", "MR-mAP", "average"),
 }
-
-
-_pct = pct   # round(100·x, 2); NaN (an empty bucket) stays NaN
 
 
 @dataclass
@@ -168,15 +165,15 @@ def _moment_retrieval(pairs: list[tuple[dict, _Truth]], bounds: tuple[float, flo
         per_ap[[q for q, h in zip(keep, has_pred) if h]] = ap
     else:
         map_t = np.full(n_t, np.nan)
-    mr_map = {str(t): _pct(v) for t, v in zip(IOU_THRESHOLDS, map_t)}
-    mr_map["average"] = _pct(np.mean(map_t))
+    mr_map = {str(t): pct(v) for t, v in zip(IOU_THRESHOLDS, map_t)}
+    mr_map["average"] = pct(np.mean(map_t))
 
     # R1: the first *listed* window against its best-matching ground truth; none → miss.
     if gts:
         gt, gt_valid = _pad(gts, max(len(g) for g in gts), 0.0)
         first = np.array([p[0, :2] if len(p) else (np.nan, np.nan) for p in preds])
         top1 = np.where(gt_valid, temporal_iou(first[:, None, :], gt)[:, 0, :], -1.0).max(axis=1)
-        r1 = {str(t): _pct(np.mean(top1 >= t)) for t in IOU_THRESHOLDS}
+        r1 = {str(t): pct(np.mean(top1 >= t)) for t in IOU_THRESHOLDS}
         per_iou[keep] = top1
     else:
         r1 = {str(t): float("nan") for t in IOU_THRESHOLDS}
@@ -223,7 +220,7 @@ def _highlight_detection(pairs: list[tuple[dict, _Truth]]) -> tuple[dict, np.nda
         fitted = np.zeros(n_clips)
         fitted[:min(n_clips, len(scores))] = scores[:n_clips]       # truncate or zero-pad
         ap[q] = _hl_ap(positive.reshape(n_clips, len(levels) * g.shape[1]), fitted).reshape(len(levels), -1)
-    result = {f"HL-min-{name}": {"HL-mAP": _pct(ap[:, i].mean()), "HL-Hit1": _pct(hit[:, i].mean())}
+    result = {f"HL-min-{name}": {"HL-mAP": pct(ap[:, i].mean()), "HL-Hit1": pct(hit[:, i].mean())}
               for i, name in enumerate(SALIENCY_LEVELS)}
     return result, ap, hit
 

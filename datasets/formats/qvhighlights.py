@@ -9,8 +9,8 @@ from __future__ import annotations
 from os import PathLike
 from typing import Sequence
 
-from datasets.formats.base import (Clamps, JsonLine, Sample, UniqueQids, describe, iter_jsonl,  # noqa: F401
-                                   is_number, parse_windows, register_reader, require_samples)
+from datasets.formats.base import (Clamps, JsonLine, Sample, UniqueQids, describe, iter_jsonl, parse_windows,
+                                   register_reader, require_samples)
 
 CLIP_SECONDS = 2          # QVHighlights saliency clips are 2 s long
 NUM_ANNOTATORS = 3
