@@ -18,14 +18,15 @@ from pathlib import Path
 
 import torch
 
-from bench.ledger import Ledger, make_run_id
+from bench.ledger import Ledger
+from bench.provenance import code_version
 from datasets.io import REPO_ROOT
-from bench.run import RunContext, execute, base_record
+from bench.run import RunContext, RunSpec, base_record, execute, make_run_id, run_identity
 from bench.suites import SUITES, get_suite
 from datasets.errors import InputError
 from datasets.registry import DATASETS, get_dataset, parse_overrides
 from methods.backbone import RANDOM_INIT, BackboneError, check_backbone
-from methods.registry import REGISTRY, get_method
+from methods.registry import registered
 
 log = logging.getLogger("run_all")
 
@@ -85,6 +86,29 @@ def run_or_record_failure(spec, ctx: RunContext, run_id: str) -> dict:
         return record
 
 
+def plan_runs(suite, args, dataset, backbone, weights, device, out_dir) -> list[tuple[RunSpec, RunContext, str]]:
+    """Every (spec, context, run id) the command asks for; unknown methods and bad settings
+    raise here, before anything runs."""
+    known = registered()
+    wanted = [s.method for s in suite.runs]
+    unknown = sorted(set(args.methods or []) - set(wanted))
+    if unknown:
+        raise ValueError(f"--methods {' '.join(unknown)}: not a row of suite {suite.name} (rows: {', '.join(wanted)})")
+    train_overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+    plan = []
+    for spec in suite.runs:
+        if args.methods and spec.method not in args.methods:
+            continue
+        if spec.method not in known:
+            log.info("skip %s: method not in the registry yet (have %s)", spec.method, ", ".join(known))
+            continue
+        for seed in args.seeds:
+            ctx = RunContext(suite.name, dataset, backbone, weights, device, out_dir, seed,
+                             train_overrides=train_overrides, paper_scale=args.paper_scale, progress=not args.quiet)
+            plan.append((spec, ctx, make_run_id(suite.name, run_identity(spec, ctx))))
+    return plan
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -93,43 +117,29 @@ def main(argv=None) -> int:
                           "cpu" if args.device == "auto" else args.device)
     # paper-scale rows (no training) get a folder of their own so they never mix with trained runs
     out_dir = args.out / (suite.name + ("_paper_scale" if args.paper_scale else ""))
-    if args.paper_scale:   # the paper's setting (QVHighlights, 0.5 fps); no data is read
-        from dataclasses import replace
-        dataset = replace(get_dataset("qvhighlights"), name="paper-scale").bind()
-        backbone, weights = "ViT-B-32", None
-    else:
-        try:
+    try:
+        if args.paper_scale:   # the paper's setting (QVHighlights, 0.5 fps); no data is read
+            from dataclasses import replace
+            dataset = replace(get_dataset("qvhighlights"), name="paper-scale").bind()
+            backbone, weights = "ViT-B-32", None
+        else:
             dataset, backbone, weights = dataset_and_backbone(args)
-        except (InputError, BackboneError) as e:  # nothing has run yet: say what is wrong and stop
-            log.error("error: %s", e)
-            return 2
+        plan = plan_runs(suite, args, dataset, backbone, weights, device, out_dir)
+    except (InputError, BackboneError, ValueError, KeyError) as e:  # nothing has run yet: say what is wrong, stop
+        log.error("error: %s", e)
+        return 2
     ledger = Ledger(out_dir)
     log.info("suite %s on %s | backbone %s [%s] | device %s", suite.name, dataset.name, backbone,
              weights or RANDOM_INIT, device)
-    if weights is None and not args.paper_scale:
-        log.warning("!! the backbone is RANDOMLY INITIALISED: metrics are not comparable to the paper")
-    for spec in suite.runs:
-        if args.methods and spec.method not in args.methods:
+    version = code_version()
+    for spec, ctx, run_id in plan:
+        if ledger.done(run_id, version) and not args.fresh:
+            log.info("done already: %s (use --fresh to re-run)", run_id)
             continue
-        try:
-            get_method(spec.method)
-        except KeyError:
-            log.info("skip %s: method not in the registry yet (have %s)", spec.method, sorted(REGISTRY))
-            continue
-        for seed in args.seeds:
-            overrides = dict(spec.overrides, **({"epochs": args.epochs} if args.epochs else {}),
-                             **({"preset": sorted(args.set)} if args.set else {}))  # preset overrides name the run too
-            run_id = make_run_id(suite.name, spec.method, dataset.name, seed, overrides)
-            if ledger.done(run_id) and not args.fresh:
-                log.info("done already: %s (use --fresh to re-run)", run_id)
-                continue
-            ctx = RunContext(suite.name, dataset, backbone, weights, device, out_dir, seed,
-                             train_overrides={"epochs": args.epochs} if args.epochs else {},
-                             paper_scale=args.paper_scale, progress=not args.quiet)
-            log.info("── %s (seed %d)", spec.method, seed)
-            record = run_or_record_failure(spec, ctx, run_id)
-            ledger.append(record)
-            ledger.write_results_csv()      # results.csv stays current after every run
+        log.info("── %s (seed %d)", spec.method, ctx.seed)
+        record = run_or_record_failure(spec, ctx, run_id)
+        ledger.append(record)
+        ledger.write_results_csv()      # results.csv stays current after every run
     results = ledger.write_results_csv()
     paths = suite.render(results, out_dir)
     log.info("\n%s", paths[0].read_text())

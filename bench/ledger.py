@@ -1,10 +1,8 @@
 """Run ledger: one JSON record per run in ``ledger.jsonl`` (rewritten atomically) and ``results.csv``."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -20,14 +18,6 @@ LEADING_COLUMNS = (
 )
 TRAILING_COLUMNS = ("backbone", "weights", "dataset", "seed", "run_id")
 METRIC_PREFIXES = ("MR-", "HL-")  # metric columns: MR keys, then HL keys, then any others
-
-
-def make_run_id(suite: str, method: str, dataset: str, seed: int, overrides: dict) -> str:
-    """``<suite>-<method>-<dataset>-s<seed>-<hash>``; the hash covers ``overrides`` (key order ignored)."""
-    blob = json.dumps(overrides, sort_keys=True, default=str).encode()
-    digest = hashlib.sha256(blob).hexdigest()[:8]
-    readable = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)) for p in (suite, method, dataset, f"s{seed}"))
-    return f"{readable}-{digest}"
 
 
 def _to_json(obj):
@@ -86,9 +76,10 @@ class Ledger:
             records.append(record)
         atomic_write(self.path, "".join(json.dumps(r, default=_to_json) + "\n" for r in records))
 
-    def done(self, run_id: str) -> bool:
-        """True if ``run_id`` has a record with status ``"ok"``."""
-        return any(r["run_id"] == run_id and r.get("status") == "ok" for r in self.records())
+    def done(self, run_id: str, code_version: str | None = None) -> bool:
+        """True if ``run_id`` has a record with status ``"ok"`` (made by ``code_version``, when given)."""
+        return any(r["run_id"] == run_id and r.get("status") == "ok"
+                   and (code_version is None or r.get("code_version") == code_version) for r in self.records())
 
     def write_results_csv(self) -> Path:
         """Write ``results.csv``: one row per record, contract columns with the metrics flattened."""

@@ -1,38 +1,50 @@
 """One run: build the method, train it, predict, score, measure — and return the ledger record.
 
+A run is identified by everything that changes its result (:func:`run_identity`): the
+method and its resolved config (head protocol included), the resolved training config, the
+dataset and its version, the backbone and the weights' digest, and the seed. The run id is
+a readable prefix plus a digest of that identity; the record also carries the code version.
+
 Measurements in every record:
 * ``params`` / ``params_M``: learnable parameters at the paper's configuration (CLIP
   ViT-B/32 built on the meta device), exact and in the paper's unit 2^20; ``params_run``
   on the backbone the run actually used.
 * ``memory_gib``: peak memory of one training step at the paper's setting (ViT-B/32,
-  224×224, batch 32, 75 frames, FP16 autocast, from frames, CLIP included). On CUDA it is
-  measured (``torch.cuda.max_memory_allocated``, source ``cuda``); otherwise the same step
-  runs on fake tensors with live storage counted (source ``estimate``).
-* ``train_videos_per_s``: with ``--paper-scale`` on CUDA, the paper-setting step above
-  (frames in, batch 32); otherwise the training loop as the method trains (METL/frozen from cached
-  features, PETL/full from frames); ``infer_videos_per_s``: end to end from frames
-  (backbone + head + decoding) on up to 64 evaluation videos; ``wall_s``: the whole run.
+  224×224, batch 32, 75 frames, FP16 autocast, from frames, CLIP included) — the same
+  :func:`bench.train.train_step` the suite trains with. On CUDA it is measured
+  (``torch.cuda.max_memory_allocated``, source ``cuda``); otherwise the step runs on fake
+  tensors with live storage counted (source ``estimate``). ``memory_detail`` says what the
+  figure depends on.
+* ``train_videos_per_s``: with ``--paper-scale`` on CUDA, the paper-setting step above;
+  otherwise the training loop as the method trains (cacheable methods from cached features,
+  the others from frames); ``infer_videos_per_s``: end to end from frames (backbone + head +
+  decoding) on up to 64 evaluation videos; ``wall_s``: the whole run.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import platform
+import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import torch
 
 from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
 from bench.metrics import evaluate
+from bench.provenance import code_version, device_info, versions
+from bench.train import TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
 from datasets.io import atomic_write, cache_dir
-from bench.train import TrainConfig, predict, save_checkpoint, train
 from datasets.registry import Dataset
 from datasets.vtg import FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for
-from methods.backbone import Backbone
+from methods.backbone import RANDOM_INIT, Backbone, weights_digest
 from methods.registry import build_model, get_method
+
+log = logging.getLogger(__name__)
 
 PAPER_BACKBONE = "ViT-B-32"
 PAPER_BATCH, PAPER_FRAMES, PAPER_QUERY_TOKENS = 32, 75, 20
@@ -41,10 +53,15 @@ INFER_SAMPLES = 64
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One row of a suite: a registered method and its config overrides."""
+    """One row of a suite: a registered method, its config overrides, and the row's name in
+    the rendered table (default: the method's paper label)."""
 
     method: str
     overrides: dict = field(default_factory=dict)
+    row: str | None = None
+
+    def row_name(self) -> str:
+        return self.row or get_method(self.method).label
 
 
 @dataclass
@@ -63,6 +80,35 @@ class RunContext:
     progress: bool = True
 
 
+# ---- identity -------------------------------------------------------------------------------
+def weights_label(weights: str | None) -> str:
+    return RANDOM_INIT if weights is None else f"{Path(weights).name}#{weights_digest(weights)}"
+
+
+def run_identity(spec: RunSpec, ctx: RunContext) -> dict:
+    """Everything that changes a run's result; bad overrides raise here, before anything runs."""
+    entry = get_method(spec.method)
+    if ctx.paper_scale:
+        cfg = entry.make_config(spec.overrides)
+        return dict(method=spec.method, config=asdict(cfg), dataset="paper-scale", backbone=PAPER_BACKBONE,
+                    weights=RANDOM_INIT, device=ctx.device.type)
+    cfg = entry.make_config({**ctx.dataset.preset.head, **spec.overrides})
+    train_cfg = TrainConfig(**{**ctx.dataset.preset.train, **ctx.train_overrides, "seed": ctx.seed})
+    return dict(method=spec.method, config=asdict(cfg), train_config=asdict(train_cfg), dataset=ctx.dataset.name,
+                dataset_version=ctx.dataset.version, backbone=ctx.backbone, weights=weights_label(ctx.weights),
+                seed=ctx.seed)
+
+
+def make_run_id(suite: str, identity: dict) -> str:
+    """``<suite>-<method>-<dataset>-s<seed>-<digest of the identity>``."""
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    digest = hashlib.sha256(blob).hexdigest()[:10]
+    parts = (suite, identity["method"], identity["dataset"], f"s{identity.get('seed', 0)}")
+    readable = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)) for p in parts)
+    return f"{readable}-{digest}"
+
+
+# ---- the paper's setting ----------------------------------------------------------------------
 def paper_params(method: str, overrides: dict) -> tuple[int, int]:
     """(learnable, backbone) parameter counts at the paper's configuration, on the meta device."""
     with torch.device("meta"):
@@ -70,36 +116,33 @@ def paper_params(method: str, overrides: dict) -> tuple[int, int]:
     return count_params(model), sum(p.numel() for p in model.backbone.parameters())
 
 
-def paper_setup(method: str, overrides: dict, device: torch.device):
-    """Model, fake batch and optimizer at the paper's setting (random ViT-B/32 weights)."""
-    model = build_model(method, Backbone(PAPER_BACKBONE, device=device), overrides).to(device).train()
+def paper_batch(device: torch.device) -> dict:
+    """A batch at the paper's setting: 32 videos × 75 frames of 224², 20-token queries."""
     b, t = PAPER_BATCH, PAPER_FRAMES
     ids = torch.zeros(b, PAPER_QUERY_TOKENS, dtype=torch.long, device=device)
     ids[:, 0], ids[:, 1:PAPER_QUERY_TOKENS - 1], ids[:, PAPER_QUERY_TOKENS - 1] = 49406, 320, 49407
     saliency = torch.zeros(b, t, device=device)
     saliency[:, 10:30] = 2.0
-    batch = dict(frames=torch.randn(b, t, 3, 224, 224, device=device),
-                 video_mask=torch.ones(b, t, dtype=torch.bool, device=device), text_ids=ids,
-                 windows=[torch.tensor([[20.0, 60.0]], device=device)] * b, saliency=saliency,
-                 fps=torch.full((b,), 0.5, device=device), duration=torch.full((b,), 150.0, device=device),
-                 qid=list(range(b)), vid=[f"v{i}" for i in range(b)], query=["a query"] * b)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    return model, batch, optimizer
+    return dict(frames=torch.randn(b, t, 3, 224, 224, device=device),
+                video_mask=torch.ones(b, t, dtype=torch.bool, device=device), text_ids=ids,
+                windows=[torch.tensor([[20.0, 60.0]], device=device)] * b, saliency=saliency,
+                fps=torch.full((b,), 0.5, device=device), duration=torch.full((b,), 150.0, device=device),
+                qid=list(range(b)), vid=[f"v{i}" for i in range(b)], query=["a query"] * b)
 
 
-def paper_step(model, batch, optimizer) -> None:
-    """One training step with FP16 autocast: forward from frames, the five losses, backward, AdamW."""
-    with torch.autocast(batch["frames"].device.type, dtype=torch.float16):
-        out = model(batch)
-        loss = model.loss(out, batch)["total"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+def paper_setup(method: str, overrides: dict, device: torch.device):
+    """Model (random ViT-B/32 weights), batch and step state at the paper's setting: FP16
+    autocast (on the CPU too, so the fake-tensor estimate mirrors a CUDA step), QVHighlights'
+    preset (AdamW, clipping 35)."""
+    model = build_model(method, Backbone(PAPER_BACKBONE, device=device), overrides).to(device).train()
+    state = make_step_state(model, TrainConfig(batch_size=PAPER_BATCH), device,
+                            autocast=partial(torch.autocast, device.type, dtype=torch.float16))
+    return model, paper_batch(device), state
 
 
 def paper_training_step(method: str, overrides: dict, device: torch.device):
-    """A closure building the paper-setting model and running one training step (for memory)."""
-    return lambda: paper_step(*paper_setup(method, overrides, device))
+    """A closure building the paper-setting model and running one :func:`train_step` (for memory)."""
+    return lambda: train_step(*paper_setup(method, overrides, device))
 
 
 @lru_cache(maxsize=None)
@@ -116,11 +159,23 @@ def paper_memory(method: str, overrides: dict, device: torch.device) -> tuple[fl
     return peak / 2**30, source
 
 
+def memory_detail(method: str, device: torch.device, source: str) -> dict:
+    """What a memory figure depends on."""
+    import open_clip
+    entry = get_method(method)
+    return dict(source=source, step="bench.train.train_step (forward, losses, backward, clip, AdamW)",
+                batch=PAPER_BATCH, frames=PAPER_FRAMES, image_size=224, dtype="fp16 autocast",
+                backbone=f"open_clip {open_clip.__version__} {PAPER_BACKBONE}, run block by block",
+                backbone_grad=entry.category in ("full", "PETL"),
+                attention="torch scaled_dot_product_attention via nn.MultiheadAttention",
+                device=device_info(device) if source == "cuda" else dict(device="fake tensors (CPU autocast)"))
+
+
 def paper_throughput(method: str, overrides: dict, device: torch.device) -> tuple[float, float]:
     """(training, inference) videos/s at the paper's setting, from frames (CUDA only: on a CPU a
     batch of 32 × 75 ViT-B/32 frames takes minutes)."""
-    model, batch, optimizer = paper_setup(method, overrides, device)
-    train_vps = throughput(lambda: paper_step(model, batch, optimizer), PAPER_BATCH, warmup=1, repeats=3)
+    model, batch, state = paper_setup(method, overrides, device)
+    train_vps = throughput(lambda: train_step(model, batch, state), PAPER_BATCH, warmup=1, repeats=3)
     model.eval()
 
     @torch.no_grad()
@@ -130,32 +185,36 @@ def paper_throughput(method: str, overrides: dict, device: torch.device) -> tupl
     return train_vps, throughput(infer, PAPER_BATCH, warmup=1, repeats=3)
 
 
-def versions() -> dict:
-    import open_clip
-    return dict(python=platform.python_version(), torch=torch.__version__, open_clip=open_clip.__version__)
-
-
-def base_record(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
+# ---- records --------------------------------------------------------------------------------
+def base_record(spec: RunSpec, ctx: RunContext, run_id: str, identity: dict | None = None) -> dict:
     entry = get_method(spec.method)
-    return dict(run_id=run_id, suite=ctx.suite, method=spec.method, label=entry.label, category=entry.category,
-                dataset=ctx.dataset.name, seed=ctx.seed, status="running", error=None,
-                backbone=ctx.backbone, weights=ctx.weights or "random-init", config=dict(spec.overrides),
-                versions=versions(), device=str(ctx.device),
-                started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    record = dict(run_id=run_id, suite=ctx.suite, row=spec.row_name(), method=spec.method, label=entry.label,
+                  category=entry.category,
+                  dataset=ctx.dataset.name, seed=ctx.seed, status="running", error=None,
+                  backbone=PAPER_BACKBONE if ctx.paper_scale else ctx.backbone,
+                  weights=RANDOM_INIT if ctx.paper_scale else weights_label(ctx.weights),
+                  overrides=dict(spec.overrides), versions=versions(), code_version=code_version(),
+                  device=str(ctx.device), started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    if identity is not None:
+        record.update(config=identity["config"], protocol=identity["config"].get("protocol"))
+        for key in ("train_config", "dataset_version"):
+            if key in identity:
+                record[key] = identity[key]
+    return record
 
 
 def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
     """Run ``spec`` and return its complete record (raises on failure; the suite records it)."""
     start = time.perf_counter()
-    record = base_record(spec, ctx, run_id)
-    overrides = {**ctx.dataset.preset.head, **spec.overrides} if not ctx.paper_scale else dict(spec.overrides)
-    record["config"] = overrides
+    identity = run_identity(spec, ctx)
+    record = base_record(spec, ctx, run_id, identity)
     record["params"], _ = paper_params(spec.method, spec.overrides)
     record["params_M"] = round(params_in_paper_unit(record["params"]), 3)
     memory, record["memory_source"] = paper_memory(spec.method, spec.overrides, ctx.device)
     record["memory_gib"] = round(memory, 2)
+    record["memory_detail"] = memory_detail(spec.method, ctx.device, record["memory_source"])
     if not ctx.paper_scale:
-        record.update(_train_and_evaluate(spec, ctx, overrides, run_id))
+        record.update(_train_and_evaluate(spec, ctx, identity, run_id))
     elif ctx.device.type == "cuda":
         train_vps, infer_vps = paper_throughput(spec.method, spec.overrides, ctx.device)
         record.update(train_videos_per_s=round(train_vps, 2), infer_videos_per_s=round(infer_vps, 2))
@@ -165,28 +224,15 @@ def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
     return record
 
 
-def train_settings(settings: dict) -> dict:
-    """TrainConfig fields from a preset. ``repeat`` (passes over the training set per epoch,
-    QVHighlights: 4) is folded into ``epochs`` and ``lr_drop_epoch`` while TrainConfig has no
-    such field: the same schedule, in passes."""
-    settings = dict(settings)
-    repeat = settings.pop("repeat", 1)
-    if repeat != 1 and "repeat" not in TrainConfig.__dataclass_fields__:
-        settings["epochs"] = settings.get("epochs", TrainConfig.epochs) * repeat
-        drop = settings.get("lr_drop_epoch", TrainConfig.lr_drop_epoch)
-        settings["lr_drop_epoch"] = drop * repeat if drop is not None else None
-    elif repeat != 1:
-        settings["repeat"] = repeat
-    return settings
-
-
-def _train_and_evaluate(spec: RunSpec, ctx: RunContext, overrides: dict, run_id: str) -> dict:
+def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: str) -> dict:
     data, device = ctx.dataset, ctx.device
     run_dir = ctx.out_dir / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(ctx.seed)
     backbone = Backbone(ctx.backbone, ctx.weights, device=device)
-    model = build_model(spec.method, backbone, overrides).to(device)
+    if backbone.weights_label == RANDOM_INIT:
+        log.warning("!! %s trains on a RANDOMLY INITIALISED %s: metrics are not comparable", spec.method, ctx.backbone)
+    model = build_model(spec.method, backbone, {**data.preset.head, **spec.overrides}).to(device)
     frames = FrameSource(data, backbone)
     train_samples, eval_samples = data.samples(data.train_split), data.samples(data.eval_split)
     if model.cacheable:
@@ -199,13 +245,12 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, overrides: dict, run_id:
     tokenize = backbone.tokenize
     train_set = VTGDataset(train_samples, video_fn, tokenize, data.fps, source)
     eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.fps, source)
-    cfg = TrainConfig(**train_settings({**data.preset.train, **ctx.train_overrides, "seed": ctx.seed}))
+    cfg = TrainConfig(**identity["train_config"])
     stats = train(model, train_set, cfg, device, progress=ctx.progress)
     save_checkpoint(model, run_dir / "checkpoint.safetensors")
 
     lines, _ = predict(model, eval_set, cfg.eval_batch_size, device, cfg.amp, progress=ctx.progress)
-    pred_path = run_dir / f"{data.eval_split}_preds.jsonl"
-    pred_path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    pred_path = atomic_write(run_dir / f"{data.eval_split}_preds.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
     result = evaluate(data.spec.metric, lines, eval_samples)
     metrics = result.brief
     per_query_path = atomic_write(run_dir / "per_query.csv", result.per_query.to_csv())
@@ -218,6 +263,6 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, overrides: dict, run_id:
     return dict(params_run=count_params(model), metrics=metrics, predictions=str(pred_path),
                 per_query=str(per_query_path),
                 train_videos_per_s=round(stats["videos"] / stats["seconds"], 2),
-                infer_videos_per_s=round(len(subset) / infer_seconds, 2),
+                infer_videos_per_s=round(len(subset) / infer_seconds, 2), input=source,
                 train_seconds=round(stats["seconds"], 1), final_losses=stats["losses"],
-                train_config=asdict(cfg), n_train=len(train_samples), n_eval=len(eval_samples))
+                n_train=len(train_samples), n_eval=len(eval_samples))

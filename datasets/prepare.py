@@ -2,12 +2,12 @@
 
     python -m datasets.prepare --dataset qvhighlights --annotations highlight_val_release.jsonl \\
         --video-dir videos/ --weights ViT-B-32.pt [--backbone ViT-B-32] [--k 4 | --layers all] \\
-        [--layout full|cls-pooled] [--workers N] [--device auto]
+        [--points block] [--layout full|cls-pooled] [--workers N] [--device auto]
 
 Frames are decoded with decord at the dataset's fps (``datasets.video.read_frames``) in a pool
 of processes (one per core by default) while the main process runs the backbone; features go
 to the same :class:`FeatureCache` a run reads (``$R2BENCH_CACHE/features``, keyed by backbone,
-weights, fps, layers and image size), one checksummed fp16 file per video. A re-run resumes:
+weights, fps, taps (blocks and points) and image size), one checksummed fp16 file per video. A re-run resumes:
 entries already complete are skipped (a cheap header and size check; ``--verify`` checks every
 checksum). Missing or unreadable videos are skipped, listed on the console and in a JSON report
 (``--report``, default beside the cache entries), and make the exit status 1 (``--allow-missing``:
@@ -29,7 +29,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from datasets.errors import InputError
 from datasets.features.cache import FORMAT_VERSION, FeatureCache
 from datasets.io import atomic_write, cache_dir
+from methods.hooks import Taps
 
 log = logging.getLogger("datasets.prepare")
 
@@ -47,30 +48,32 @@ LAYOUTS = ("full", "cls-pooled")
 
 # --------------------------------------------------------------------------- what a run shares
 
-def feature_key(backbone, fps: float | None, layers: Sequence[int], layout: str = "full") -> dict:
-    """The cache key of features from ``backbone`` at ``fps`` for ``layers`` (0-based blocks).
-    ``fps=None``: per-video rate (one frame per labelled clip). The full layout adds nothing to
-    the key, so caches written before layouts existed stay valid."""
-    key = dict(backbone=backbone.name, weights=backbone.weights_label, fps=fps, layers=[int(i) for i in layers],
+def feature_key(backbone, fps: float | None, taps: Taps, layout: str = "full") -> dict:
+    """The cache key of ``backbone``'s tokens at ``taps`` (0-based blocks and points) at ``fps``
+    (``None``: per-video rate, one frame per labelled clip). The full layout adds nothing to the
+    key: a run (``datasets.vtg.feature_cache_for``) reads what this fills."""
+    key = dict(backbone=backbone.name, weights=backbone.weights_label, fps=fps, taps=taps.describe(),
                image_size=backbone.image_size)
     if layout != "full":
         key["layout"] = layout
     return key
 
 
-def encode_frames(backbone, images: Tensor, layers: Sequence[int], device: torch.device | str = "cpu",
-                  chunk: int = 256) -> Tensor:
-    """Normalised frames (T, 3, S, S) → per-layer tokens (T, K, N, D) on the CPU, without
-    gradient, ``chunk`` frames per forward pass. The one place that calls the backbone for
-    cached features."""
+def encode_frames(backbone, images: Tensor, taps: Taps, device: torch.device | str = "cpu",
+                  chunk: int = 256) -> dict[str, Tensor]:
+    """Normalised frames (T, 3, S, S) → tapped tokens ``{point: (T, L, N, D)}`` on the CPU,
+    without gradient, ``chunk`` frames per forward pass. The one place that runs the backbone
+    for cached features."""
+    parts: dict[str, list[Tensor]] = {}
     with torch.no_grad():
-        parts = [backbone.encode_video(images[i:i + chunk].to(device), list(layers)).cpu()
-                 for i in range(0, len(images), chunk)]
-    return torch.cat(parts)
+        for i in range(0, len(images), chunk):
+            for point, v in backbone.video_tokens(images[i:i + chunk].to(device), taps).items():
+                parts.setdefault(point, []).append(v.cpu())
+    return {point: torch.cat(v) for point, v in parts.items()}
 
 
 def apply_layout(tokens: Tensor, layout: str) -> Tensor:
-    """``full``: (T, K, N, D) as is. ``cls-pooled``: (T, K, 2, D) = [CLS, mean of the patch tokens]."""
+    """``full``: (T, L, N, D) as is. ``cls-pooled``: (T, L, 2, D) = [CLS, mean of the patch tokens]."""
     if layout == "full":
         return tokens
     if layout == "cls-pooled":
@@ -225,7 +228,7 @@ class Report:
 
 
 def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.PathLike, backbone,
-            layers: Sequence[int], cache_root: str | os.PathLike | None = None, *, layout: str = "full",
+            taps: Taps, cache_root: str | os.PathLike | None = None, *, layout: str = "full",
             workers: int | None = None, device: torch.device | str = "cpu", chunk: int = 256,
             verify: bool = False, report_path: str | os.PathLike | None = None,
             progress: bool = True) -> tuple[Report, Path]:
@@ -245,7 +248,7 @@ def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.Pa
     for s in samples:
         per_video.setdefault(s.vid, spec.fps if spec.fps is not None else s.num_clips / s.duration)
     cache = FeatureCache(Path(cache_root) if cache_root is not None else cache_dir() / "features",
-                         feature_key(backbone, spec.fps, layers, layout))
+                         feature_key(backbone, spec.fps, taps, layout))
     report = Report(dataset=dataset, annotations=str(annotations), video_dir=str(video_dir), cache_dir=str(cache.dir),
                     key=cache.key, layout=layout, videos=len(per_video))
     report_path = Path(report_path) if report_path else cache.dir / f"prepare-{dataset}-{Path(annotations).stem}.json"
@@ -267,8 +270,8 @@ def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.Pa
         bar = tqdm(total=len(todo), desc=f"preparing {dataset}", unit="video", disable=not progress or not todo)
         with closing(_decoded(todo, backbone.image_size, workers, report.skipped)) as decoded:
             for job, frames in decoded:
-                tokens = encode_frames(backbone, backbone.preprocess(frames), layers, device, chunk)
-                cache.put(job.vid, {"video": apply_layout(tokens, layout)})
+                tokens = encode_frames(backbone, backbone.preprocess(frames), taps, device, chunk)
+                cache.put(job.vid, {point: apply_layout(v, layout) for point, v in tokens.items()})
                 report.prepared += 1
                 report.frames += len(frames)
                 report.bytes_written += cache.path_for(job.vid).stat().st_size
@@ -287,20 +290,26 @@ def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.Pa
 
 # --------------------------------------------------------------------------- command line
 
-def _layers(args, depth: int) -> list[int]:
+def _taps(args, backbone) -> Taps:
+    depth = backbone.depth
     if args.layers is None:
         if not 1 <= args.k <= depth:
             raise InputError(None, None, "k", f"expected 1 <= K <= {depth} (the backbone's depth), found {args.k}")
-        return list(range(depth - args.k, depth))
-    if args.layers == ["all"]:
-        return list(range(depth))
+        layers: int | list[int] = args.k
+    elif args.layers == ["all"]:
+        layers = list(range(depth))
+    else:
+        try:
+            layers = sorted({int(x) for x in args.layers})
+        except ValueError:
+            raise InputError(None, None, "layers", f"expected 'all' or 0-based block indices, "
+                                                   f"found {args.layers}") from None
+        if layers[0] < 0 or layers[-1] >= depth:
+            raise InputError(None, None, "layers", f"expected block indices in 0..{depth - 1}, found {layers}")
     try:
-        idx = sorted({int(x) for x in args.layers})
-    except ValueError:
-        raise InputError(None, None, "layers", f"expected 'all' or 0-based block indices, found {args.layers}") from None
-    if idx[0] < 0 or idx[-1] >= depth:
-        raise InputError(None, None, "layers", f"expected block indices in 0..{depth - 1}, found {idx}")
-    return idx
+        return backbone.taps(layers, args.points)
+    except ValueError as e:
+        raise InputError(None, None, "points", str(e)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backbone", default="ViT-B-32", help="open_clip model name (default ViT-B-32)")
     p.add_argument("--k", type=int, default=4, help="cache the last K blocks (default 4, what the R² head reads)")
     p.add_argument("--layers", nargs="+", help="instead of --k: 'all' or 0-based block indices")
+    p.add_argument("--points", nargs="+", default=["block"],
+                   help="what to keep of each tapped block: block (default), attn, mlp (side networks)")
     p.add_argument("--layout", choices=LAYOUTS, default="full",
                    help="full: every token (CLS + patches); cls-pooled: CLS + mean patch (25x smaller at B/32)")
     p.add_argument("--cache-dir", type=Path, help="feature cache root (default $R2BENCH_CACHE/features)")
@@ -335,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
                           "cpu" if args.device == "auto" else args.device)
     try:
         backbone = Backbone(args.backbone, args.weights)
-        layers = _layers(args, backbone.depth)
-        report, path = prepare(args.dataset, args.annotations, args.video_dir, backbone, layers, args.cache_dir,
+        taps = _taps(args, backbone)
+        report, path = prepare(args.dataset, args.annotations, args.video_dir, backbone, taps, args.cache_dir,
                                layout=args.layout, workers=args.workers, device=device, chunk=args.chunk,
                                verify=args.verify, report_path=args.report, progress=not args.quiet)
     except (InputError, BackboneError) as e:

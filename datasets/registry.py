@@ -19,9 +19,10 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import hashlib
 import json
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from os import PathLike
 from pathlib import Path, PurePath
 from types import MappingProxyType
@@ -37,8 +38,8 @@ from datasets.io import SHARED_DIR
 TASKS = ("mr", "hd")          # moment retrieval, highlight detection
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".webm", ".mov")
 
-# bench.train.TrainConfig's fields, and ``repeat`` (passes over the training set per epoch,
-# the public QVHighlights config's RepeatDataset). name -> accepted value types.
+# bench.train.TrainConfig's fields (``repeat``: passes over the training set per epoch, the
+# public QVHighlights config's RepeatDataset): name -> accepted value types.
 TRAIN_KEYS: dict[str, tuple[type, ...]] = {
     "epochs": (int,), "batch_size": (int,), "eval_batch_size": (int,), "lr": (int, float),
     "weight_decay": (int, float), "warmup_iters": (int,), "lr_drop_epoch": (int, type(None)),
@@ -270,6 +271,18 @@ class Dataset:
     @property
     def test_split(self) -> str | None:
         return self.spec.test_split
+
+    @cached_property
+    def version(self) -> str:
+        """A digest of the annotation files (their bytes) and the video folder's path: run
+        records name it, so results from other annotation files never pool."""
+        h = hashlib.blake2b(digest_size=8)
+        for split in sorted(self.files):
+            path = self.files[split]
+            h.update(split.encode())
+            h.update(path.read_bytes() if path.is_file() else b"<missing>")
+        h.update(str(self.video_dir).encode())
+        return h.hexdigest()
 
     def annotation_file(self, split: str) -> Path:
         if split not in self.files:

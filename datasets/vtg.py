@@ -15,12 +15,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from datasets import registry
 from datasets.features.cache import FeatureCache
 from datasets.formats.base import Sample
 from datasets.prepare import encode_frames, feature_key
-from datasets import registry
 from datasets.video import read_frames
 from methods.backbone import trim_text_ids
+
+
 
 
 def num_clips(duration: float, fps: float) -> int:
@@ -43,12 +45,14 @@ def saliency_target(sample: Sample, n: int, fps: float) -> Tensor:
 
 
 class VTGDataset(Dataset):
-    """Items for training/evaluation: ``video`` is either cached features (T, K, N, D),
-    ``source="features"``, or preprocessed frames (T, 3, S, S), ``source="frames"``, as returned
-    by ``video_fn(vid)``."""
+    """Items for training/evaluation. ``video_fn(vid)`` returns either preprocessed frames
+    (T, 3, S, S), ``source="frames"``, or cached tapped features ``{point: (T, L, N, D)}``,
+    ``source="features"``."""
 
-    def __init__(self, samples: list[Sample], video_fn: Callable[[str], Tensor], tokenize: Callable,
+    def __init__(self, samples: list[Sample], video_fn: Callable[[str], Tensor | dict], tokenize: Callable,
                  fps: float, source: str):
+        if source not in ("frames", "features"):
+            raise ValueError(f"source must be 'frames' or 'features', got {source!r}")
         self.samples, self.video_fn, self.fps, self.source = samples, video_fn, fps, source
         self.text_ids = tokenize([s.query for s in samples])
 
@@ -58,23 +62,33 @@ class VTGDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         video = self.video_fn(s.vid)
-        n = min(video.shape[0], num_clips(s.duration, self.fps))
-        return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video[:n], source=self.source,
+        length = (video if torch.is_tensor(video) else next(iter(video.values()))).shape[0]
+        n = min(length, num_clips(s.duration, self.fps))
+        video = video[:n] if torch.is_tensor(video) else {k: v[:n] for k, v in video.items()}
+        return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video, source=self.source,
                     text_ids=self.text_ids[i], windows=torch.tensor(s.windows, dtype=torch.float32).reshape(-1, 2),
                     saliency=saliency_target(s, n, self.fps))
 
 
+def _pad(tensors: list[Tensor], t: int) -> Tensor:
+    out = tensors[0].new_zeros((len(tensors), t, *tensors[0].shape[1:]))
+    for i, x in enumerate(tensors):
+        out[i, : x.shape[0]] = x
+    return out
+
+
 def collate(items: list[dict], fps: float) -> dict:
-    """Pad videos to the longest in the batch; ``video_mask`` marks real frames."""
-    t = max(it["video"].shape[0] for it in items)
-    video = items[0]["video"].new_zeros((len(items), t, *items[0]["video"].shape[1:]))
-    mask = torch.zeros(len(items), t, dtype=torch.bool)
-    saliency = torch.zeros(len(items), t)
-    for i, it in enumerate(items):
-        n = it["video"].shape[0]
-        video[i, :n], mask[i, :n], saliency[i, :n] = it["video"], True, it["saliency"]
-    key = "video_features" if items[0]["source"] == "features" else "frames"
-    return {key: video, "video_mask": mask, "saliency": saliency,
+    """Pad videos to the longest in the batch (zeros); ``video_mask`` marks real frames.
+    Frames go to ``frames`` (B, T, 3, S, S); cached features to ``video_taps`` {point: (B, T, L, N, D)}."""
+    lengths = [it["saliency"].shape[0] for it in items]
+    t = max(lengths)
+    mask = torch.arange(t)[None] < torch.tensor(lengths)[:, None]
+    saliency = _pad([it["saliency"] for it in items], t)
+    if items[0]["source"] == "features":
+        video = {"video_taps": {k: _pad([it["video"][k] for it in items], t) for k in items[0]["video"]}}
+    else:
+        video = {"frames": _pad([it["video"] for it in items], t)}
+    return {**video, "video_mask": mask, "saliency": saliency,
             "text_ids": trim_text_ids(torch.stack([it["text_ids"] for it in items])),
             "windows": [it["windows"] for it in items],
             "fps": torch.full((len(items),), fps),
@@ -96,13 +110,13 @@ class FrameSource:
 
 
 def feature_cache_for(dataset: registry.Dataset, model, root: Path) -> FeatureCache:
-    """The cache of a (backbone, weights, fps, layers) combination (the one ``datasets.prepare`` fills)."""
-    return FeatureCache(root, feature_key(model.backbone, dataset.fps, model.layers))
+    """The cache of a (backbone, weights, fps, taps) combination (the one ``datasets.prepare`` fills)."""
+    return FeatureCache(root, feature_key(model.backbone, dataset.fps, model.video_taps))
 
 
 def extract_features(vid: str, frames: FrameSource, model, device: torch.device, chunk: int = 256) -> dict:
-    """Per-layer video tokens (T, K, N, D) of one video, without gradient."""
-    return {"video": encode_frames(model.backbone, frames.get(vid), model.layers, device, chunk)}
+    """The tapped video tokens ``{point: (T, L, N, D)}`` of one video, without gradient."""
+    return encode_frames(model.backbone, frames.get(vid), model.video_taps, device, chunk)
 
 
 def build_features(vids: list[str], frames: FrameSource, model, cache: FeatureCache, device: torch.device,
@@ -115,9 +129,9 @@ def build_features(vids: list[str], frames: FrameSource, model, cache: FeatureCa
 
 
 def cached_video_fn(cache: FeatureCache, frames: FrameSource, model, device: torch.device,
-                    memo: int = 4096) -> Callable[[str], Tensor]:
-    """``vid → features`` read from the cache (rebuilt if missing or corrupt), memoised in memory."""
+                    memo: int = 4096) -> Callable[[str], dict]:
+    """``vid → {point: features}`` read from the cache (rebuilt if missing or corrupt), memoised in memory."""
     @lru_cache(maxsize=memo)
-    def video(vid: str) -> Tensor:
-        return cache.get_or_compute(vid, lambda: extract_features(vid, frames, model, device))["video"]
+    def video(vid: str) -> dict:
+        return cache.get_or_compute(vid, lambda: extract_features(vid, frames, model, device))
     return video

@@ -1,11 +1,12 @@
-"""The frozen CLIP backbone: any open_clip model, tapped at the last K residual blocks.
+"""The frozen CLIP backbone: any open_clip model, run block by block, tapped at chosen blocks.
 
-Both towers are run block by block (not through ``forward_intermediates``) so that a
-transfer method can take part in every block through :class:`BlockHooks`: insert and strip
-prompt tokens (VPT, VoP), run an adapter between a block's attention and MLP with the
-frames of one video together (ST-Adapter), or read every block's output for a side network
-(E3VA, LoSA, LST). Methods that only wrap weights (LoRA through peft) change the blocks in
-place and need no hook.
+Both towers run each residual block as the same five steps open_clip's block does, with a
+method's :class:`~methods.hooks.BlockHooks` called between them (before/after attention,
+before/after the MLP, after the block): prompt tokens (VPT, VoP), adapters inside the block
+(ST-Adapter), branch outputs read by a side network (E3VA). A hook may insert tokens: the text
+tower's causal mask is built for the current length at every block. :class:`~methods.hooks.Taps`
+says which blocks (and which of their outputs) are handed on. Methods that only wrap weights
+(LoRA through peft, full tuning) change the blocks in place and need no hook.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import hashlib
 import logging
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -21,7 +21,10 @@ from typing import Sequence
 import numpy as np
 import open_clip
 import torch
+from open_clip.transformer import ResidualAttentionBlock
 from torch import Tensor, nn
+
+from methods.hooks import BlockHooks, Taps, TowerContext, overridden
 
 log = logging.getLogger(__name__)
 
@@ -29,32 +32,11 @@ MODEL_CONFIG_DIR = Path(__file__).resolve().parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
 
 RANDOM_INIT = "random-init"
-_WARNED_RANDOM: set[str] = set()   # warn once per model name and process
+_INNER_HOOKS = ("block_input", "attn_output", "mlp_input", "mlp_output", "block_output")
 
 
 class BackboneError(RuntimeError):
     """A backbone that cannot be built here (unknown name, weights that are not a local file)."""
-
-
-@dataclass
-class TowerContext:
-    """What a hook may need to know about the batch running through a tower."""
-
-    tower: str                       # "video" or "text"
-    frames_per_video: int | None     # video tower: consecutive rows of one video
-    attn_mask: Tensor | None = None  # text tower: causal mask for the current length
-
-
-class BlockHooks:
-    """How a method takes part in the backbone's blocks. The defaults change nothing."""
-
-    def run_block(self, index: int, block: nn.Module, x: Tensor, ctx: TowerContext) -> Tensor:
-        """Run residual block ``index`` (0-based) of ``ctx.tower`` on tokens ``x`` (N, L, D)."""
-        return block(x, attn_mask=ctx.attn_mask)
-
-    def tap(self, index: int, x: Tensor, ctx: TowerContext) -> Tensor:
-        """The tokens of block ``index`` handed to the head (strip inserted tokens here)."""
-        return x
 
 
 @lru_cache(maxsize=8)
@@ -108,9 +90,11 @@ class Backbone(nn.Module):
     """A frozen open_clip model exposing per-layer tokens of both towers.
 
     ``weights``: a local checkpoint file (``.pt``/``.bin``/``.safetensors``) or None for a
-    randomly initialised model (then :attr:`weights_label` is ``"random-init"`` and every
-    report says so). Hub names (``"openai"``, ``"laion2b_…"``, ``hf-hub:…``) are refused
-    at once: this suite never downloads.
+    randomly initialised model (then :attr:`weights_label` is ``"random-init"``; the harness
+    warns about it wherever a run trains or reports with it). All parameters are frozen;
+    ``train()``/``eval()`` reach every module (a method's dropout must see them). Hub names
+    (``"openai"``, ``"laion2b_…"``, ``hf-hub:…``) are refused at once: this suite never
+    downloads.
     """
 
     def __init__(self, name: str = "ViT-B-32", weights: str | os.PathLike | None = None, *,
@@ -123,10 +107,7 @@ class Backbone(nn.Module):
         with _quiet_root_logger():  # open_clip narrates every step on the root logger
             self.clip = open_clip.create_model(name, pretrained=self.weights_path, device=device)
             self.tokenizer = open_clip.get_tokenizer(name)
-        if weights is None and name not in _WARNED_RANDOM:
-            _WARNED_RANDOM.add(name)
-            log.warning("backbone %s is RANDOMLY INITIALISED (no weights given): metrics are not comparable", name)
-        self.clip.requires_grad_(False).eval()
+        self.clip.requires_grad_(False)
         visual = self.clip.visual
         self.image_size = int(visual.image_size[0] if isinstance(visual.image_size, tuple) else visual.image_size)
         cfg = getattr(visual, "preprocess_cfg", {}) or {}
@@ -160,10 +141,6 @@ class Backbone(nn.Module):
     def tokens_per_frame(self) -> int:
         return self.clip.visual.positional_embedding.shape[0]
 
-    def train(self, mode: bool = True):
-        """The backbone stays in eval mode (CLIP has no dropout, but keep it explicit)."""
-        return super().train(False)
-
     # ---- inputs -------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> Tensor:
         """open_clip's tokenizer: (B, context_length) token ids."""
@@ -180,48 +157,97 @@ class Backbone(nn.Module):
         x = x.to(self.mean.device).permute(0, 3, 1, 2).float().div_(255)
         return (x - self.mean) / self.std
 
-    def _layer_indices(self, layers: int | Sequence[int]) -> list[int]:
-        n = self.depth
-        idx = list(range(n - layers, n)) if isinstance(layers, int) else [i % n for i in layers]
-        if not idx or any(i < 0 for i in idx):
-            raise ValueError(f"cannot tap layers {layers} of a {n}-layer backbone")
-        return idx
+    def taps(self, layers: int | Sequence[int], points: Sequence[str] = ("block",)) -> Taps:
+        """``Taps`` of the last ``layers`` blocks (an int) or of the given 0-based block indices
+        (-1: the embeddings entering block 0)."""
+        if isinstance(layers, int):
+            return Taps.last(layers, self.depth, tuple(points))
+        return Taps(tuple(sorted(layers)), tuple(points))
 
     # ---- towers -------------------------------------------------------------------------
-    def _run(self, blocks: nn.ModuleList, x: Tensor, taps: list[int], hooks: BlockHooks,
-             ctx: TowerContext) -> list[Tensor]:
-        out = []
-        for i, block in enumerate(blocks[: max(taps) + 1]):
-            if ctx.tower == "text":
-                ctx.attn_mask = _causal_mask(x.shape[1], x.device).to(x.dtype)
-            x = hooks.run_block(i, block, x, ctx)
-            if i in taps:
-                out.append(hooks.tap(i, x, ctx))
-        return out
+    def _run(self, blocks: nn.ModuleList, x: Tensor, taps: Taps, hooks: BlockHooks | None,
+             ctx: TowerContext) -> dict[str, Tensor]:
+        if max(taps.layers) >= len(blocks):
+            raise ValueError(f"cannot tap block {max(taps.layers)} of a {len(blocks)}-block {ctx.tower} tower")
+        hooks = hooks if hooks is not None and hooks.acts_on(ctx.tower) else None
+        inner = [name for name in _INNER_HOOKS if overridden(hooks, name)]
+        branches = {"attn", "mlp"} & set(taps.points)
+        out: dict[str, list[Tensor]] = {point: [] for point in taps.points}
+        if -1 in taps.layers:
+            out["block"].append(hooks.tap(-1, "block", x, ctx) if hooks is not None else x)
+        for i, block in enumerate(blocks[: max(taps.layers) + 1]):
+            if not isinstance(block, ResidualAttentionBlock):
+                if inner or branches:
+                    raise TypeError(f"{type(block).__name__} blocks cannot run in-block hooks or tap "
+                                    f"attention/MLP outputs (only open_clip's ResidualAttentionBlock)")
+                if ctx.tower == "text":
+                    ctx.attn_mask = _causal_mask(x.shape[1], x.device).to(x.dtype)
+                x = block(x, attn_mask=ctx.attn_mask)
+                values = {"block": x}
+            else:
+                values = self._block(i, block, x, hooks, ctx, keep=branches if i in taps.layers else ())
+                x = values["block"]
+            if i in taps.layers:
+                for point in taps.points:
+                    v = values[point]
+                    out[point].append(hooks.tap(i, point, v, ctx) if hooks is not None else v)
+        return {point: torch.stack(v, dim=1) for point, v in out.items()}
 
-    def encode_video(self, images: Tensor, layers: int | Sequence[int] = 1, *,
-                     hooks: BlockHooks | None = None, frames_per_video: int | None = None) -> Tensor:
-        """Normalised images (N, 3, S, S) → tokens (N, L, 1 + P, Dv) of the tapped blocks,
-        lowest layer first; CLS + patches, raw residual stream (before ``ln_post``)."""
-        taps = self._layer_indices(layers)
+    @staticmethod
+    def _block(i: int, block: ResidualAttentionBlock, x: Tensor, hooks: BlockHooks | None,
+               ctx: TowerContext, keep=()) -> dict[str, Tensor]:
+        """open_clip's block forward, step by step, with the hook points between the steps;
+        returns the stream after the block and the branches named in ``keep`` (holding the
+        others would keep them alive)."""
+        if hooks is not None:
+            x = hooks.block_input(i, x, ctx)
+        if ctx.tower == "text":
+            ctx.attn_mask = _causal_mask(x.shape[1], x.device).to(x.dtype)
+        a = block.ls_1(block.attention(q_x=block.ln_1(x), attn_mask=ctx.attn_mask))
+        if hooks is not None:
+            a = hooks.attn_output(i, a, ctx)
+        x = x + a
+        kept = {"attn": a} if "attn" in keep else {}
+        del a                         # as in open_clip's forward: the branch dies after the add
+        if hooks is not None:
+            x = hooks.mlp_input(i, x, ctx)
+        m = block.ls_2(block.mlp(block.ln_2(x)))
+        if hooks is not None:
+            m = hooks.mlp_output(i, m, ctx)
+        x = x + m
+        if "mlp" in keep:
+            kept["mlp"] = m
+        del m
+        if hooks is not None:
+            x = hooks.block_output(i, x, ctx)
+        return {"block": x, **kept}
+
+    def video_tokens(self, images: Tensor, taps: Taps, *, hooks: BlockHooks | None = None,
+                     frames_per_video: int | None = None, frame_mask: Tensor | None = None) -> dict[str, Tensor]:
+        """Normalised images (N, 3, S, S) → ``{point: (N, L, 1 + P, Dv)}`` for the tapped blocks,
+        lowest first: CLS + patches of the raw residual stream (before ``ln_post``).
+
+        ``frames_per_video`` T and ``frame_mask`` (N // T, T) tell hooks which rows are one
+        video and which are padding (all rows are real when no mask is given)."""
         x = self.clip.visual._embeds(images)
-        ctx = TowerContext("video", frames_per_video)
-        return torch.stack(self._run(self.video_blocks, x, taps, hooks or BlockHooks(), ctx), dim=1)
+        if frame_mask is not None:
+            frame_mask = frame_mask.reshape(-1, frames_per_video or frame_mask.shape[-1]).bool()
+            frames_per_video = frame_mask.shape[1]
+        ctx = TowerContext("video", self.depth, frames_per_video=frames_per_video, frame_mask=frame_mask)
+        return self._run(self.video_blocks, x, taps, hooks, ctx)
 
-    def encode_text(self, ids: Tensor, layers: int | Sequence[int] = 1, *,
-                    hooks: BlockHooks | None = None) -> tuple[Tensor, Tensor]:
-        """Token ids (B, L) → (tokens (B, K, L, Dt), mask (B, L) True on real tokens).
+    def text_tokens(self, ids: Tensor, taps: Taps, *, hooks: BlockHooks | None = None
+                    ) -> tuple[dict[str, Tensor], Tensor]:
+        """Token ids (B, L) → (``{point: (B, K, L, Dt)}``, mask (B, L) True on real tokens).
 
         Ids may be cut after the batch's last end-of-text token (see :func:`trim_text_ids`):
         with CLIP's causal mask the kept tokens are exactly what the full-length pass computes."""
-        taps = self._layer_indices(layers)
         length = ids.shape[1]
         eot = ids.argmax(dim=-1)  # end-of-text has the highest id in CLIP's vocabulary
         mask = torch.arange(length, device=ids.device)[None] <= eot[:, None]
         x = self.clip.token_embedding(ids) + self.clip.positional_embedding[:length]
-        ctx = TowerContext("text", None)
-        tokens = torch.stack(self._run(self.text_blocks, x, taps, hooks or BlockHooks(), ctx), dim=1)
-        return tokens, mask
+        ctx = TowerContext("text", len(self.text_blocks), text_mask=mask)
+        return self._run(self.text_blocks, x, taps, hooks, ctx), mask
 
     def describe(self) -> str:
         return f"{self.name} [{self.weights_label}]"

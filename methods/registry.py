@@ -1,16 +1,16 @@
-"""The method protocol and registry.
+"""The method registry: a method is one file in ``methods/tuners/`` and one registry line.
 
-A method is one file: a config dataclass and a builder decorated with :func:`register`.
-The builder receives the frozen :class:`~methods.backbone.Backbone` and returns a
-:class:`TransferModel`: the backbone (adapted however the method likes), the shared
-:class:`~methods.head.GroundingHead`, and two facts the harness acts on:
+The file holds a config dataclass (deriving from :class:`~methods.head.HeadConfig`, so the
+shared head's switches stay available; fields are overridable by name, strictly) and a
+builder decorated with :func:`register`. The builder receives the frozen
+:class:`~methods.backbone.Backbone` and returns a :class:`~methods.model.TransferModel` (see
+there for what a method sets: ``backbone_grad``, ``hooks``, ``neck``, taps, parameter
+groups). ``category`` is the family the paper's Table 9 puts it in:
 
-* ``backbone_grad`` — gradients flow through the backbone (full tuning, PETL). When False
-  (frozen, METL) the backbone runs under ``no_grad`` and, if the method also leaves the
-  blocks alone (``hooks is None``), the harness feeds cached per-layer features instead
-  of frames. Memory differences come from this flag, not from special cases.
-* ``hooks`` — a :class:`~methods.backbone.BlockHooks` through which the method takes part
-  in every backbone block (prompts, adapters, side-network taps).
+* ``frozen`` / ``METL``: no gradient through the backbone (memory-efficient);
+* ``full`` / ``PETL``: gradients flow through the backbone (parameter-efficient at best).
+
+The contract test (tests/test_method_contract.py) runs over everything registered.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from methods.backbone import Backbone
 from methods.model import TransferModel
 
 CATEGORIES = ("frozen", "full", "PETL", "METL")
+GRADIENT_CATEGORIES = ("full", "PETL")   # gradients flow through the backbone
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ REGISTRY: dict[str, MethodEntry] = {}
 
 
 def register(name: str, *, label: str, category: str, config: type):
-    """Decorator adding a builder ``build(backbone, cfg) -> TransferModel`` to the registry."""
+    """Decorator adding a builder ``build(backbone, cfg) -> TransferModel`` to the registry;
+    ``label`` is the row name the paper uses."""
     if category not in CATEGORIES:
         raise ValueError(f"category must be one of {CATEGORIES}")
 
@@ -65,6 +67,17 @@ def get_method(name: str) -> MethodEntry:
     return REGISTRY[name]
 
 
+def registered() -> list[str]:
+    """Names of every registered method, in registration order."""
+    import methods.tuners  # noqa: F401
+    return list(REGISTRY)
+
+
 def build_model(name: str, backbone: Backbone, overrides: dict | None = None) -> TransferModel:
+    """The method ``name`` on ``backbone`` with config ``overrides``."""
     entry = get_method(name)
-    return entry.build(backbone, entry.make_config(overrides))
+    model = entry.build(backbone, entry.make_config(overrides))
+    if model.backbone_grad != (entry.category in GRADIENT_CATEGORIES):
+        raise ValueError(f"method '{name}' is registered as {entry.category} but its model has "
+                         f"backbone_grad={model.backbone_grad}")
+    return model

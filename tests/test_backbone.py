@@ -3,7 +3,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from methods.backbone import RANDOM_INIT, Backbone, BackboneError, BlockHooks, trim_text_ids
+from methods.backbone import RANDOM_INIT, Backbone, BackboneError, trim_text_ids
+from methods.hooks import BlockHooks, Taps
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +17,9 @@ def test_video_and_text_taps_equal_open_clips_intermediates(tiny):
     images = torch.randn(3, 3, tiny.image_size, tiny.image_size)
     ids = tiny.tokenize(["a small red circle moving left", "a square"])
     with torch.no_grad():
-        video = tiny.encode_video(images, 4)
-        text, mask = tiny.encode_text(trim_text_ids(ids), 4)
+        video = tiny.video_tokens(images, tiny.taps(4))["block"]
+        text, mask = tiny.text_tokens(trim_text_ids(ids), tiny.taps(4))
+        text = text["block"]
         ref = tiny.clip.forward_intermediates(image=images, text=ids, image_indices=4, text_indices=4,
                                               image_output_fmt="NLC", image_output_extra_tokens=True,
                                               intermediates_only=True)
@@ -32,22 +34,74 @@ def test_video_and_text_taps_equal_open_clips_intermediates(tiny):
     assert mask.sum(1).tolist() == [8, 4]
 
 
-def test_hooks_see_every_block_and_can_change_the_taps(tiny):
+def test_hooks_see_every_point_of_every_block_and_can_change_the_taps(tiny):
     seen = []
 
     class Recorder(BlockHooks):
-        def run_block(self, index, block, x, ctx):
-            seen.append((ctx.tower, index, ctx.frames_per_video))
-            return super().run_block(index, block, x, ctx)
+        towers = ("video",)
 
-        def tap(self, index, x, ctx):
+        def block_input(self, i, x, ctx):
+            seen.append(("in", i, ctx.frames_per_video, ctx.frame_mask.shape))
+            return x
+
+        def attn_output(self, i, a, ctx):
+            seen.append(("attn", i))
+            return a
+
+        def mlp_input(self, i, x, ctx):
+            seen.append(("mid", i))
+            return x
+
+        def mlp_output(self, i, m, ctx):
+            seen.append(("mlp", i))
+            return m
+
+        def block_output(self, i, x, ctx):
+            seen.append(("out", i))
+            return x
+
+        def tap(self, i, point, x, ctx):
             return x[:, :1]  # e.g. strip inserted tokens
 
     images = torch.randn(4, 3, tiny.image_size, tiny.image_size)
     with torch.no_grad():
-        out = tiny.encode_video(images, 2, hooks=Recorder(), frames_per_video=2)
-    assert out.shape == (4, 2, 1, tiny.video_width)
-    assert seen == [("video", i, 2) for i in range(tiny.depth)]
+        out = tiny.video_tokens(images, tiny.taps(2), hooks=Recorder(), frames_per_video=2,
+                                frame_mask=torch.tensor([[True, True], [True, False]]))
+        tiny.text_tokens(tiny.tokenize(["a red circle"]), tiny.taps(1), hooks=Recorder())  # video-only hooks
+    assert out["block"].shape == (4, 2, 1, tiny.video_width)
+    expected = [e for i in range(tiny.depth) for e in
+                (("in", i, 2, (2, 2)), ("attn", i), ("mid", i), ("mlp", i), ("out", i))]
+    assert seen == expected
+
+
+def test_attention_and_mlp_branches_add_up_to_the_block(tiny):
+    images = torch.randn(2, 3, tiny.image_size, tiny.image_size)
+    with torch.no_grad():
+        out = tiny.video_tokens(images, Taps((2, 3), ("block", "attn", "mlp")))
+        before = tiny.video_tokens(images, Taps((1, 2)))["block"]
+    torch.testing.assert_close(before + out["attn"] + out["mlp"], out["block"], atol=1e-5, rtol=1e-5)
+
+
+def test_inserted_text_tokens_get_a_causal_mask_of_the_new_length(tiny):
+    class Prefix(BlockHooks):
+        towers = ("text",)
+
+        def __init__(self):
+            super().__init__()
+            self.prompt = torch.nn.Parameter(torch.randn(1, 3, tiny.text_width))
+
+        def block_input(self, i, x, ctx):
+            if i == 0:
+                x = torch.cat([x[:, :1], self.prompt.expand(len(x), -1, -1), x[:, 1:]], 1)
+            return x
+
+        def tap(self, i, point, x, ctx):
+            return torch.cat([x[:, :1], x[:, 4:]], 1)
+
+    ids = tiny.tokenize(["a red circle", "a blue square moving left"])
+    text, mask = tiny.text_tokens(trim_text_ids(ids), tiny.taps(2), hooks=Prefix())
+    assert text["block"].shape[:3] == (2, 2, mask.shape[1])
+    text["block"].sum().backward()   # the prompt takes part
 
 
 def test_backbone_is_frozen_and_random_init_is_labelled(tiny):
@@ -81,3 +135,13 @@ def test_preprocess_checks_frame_size(tiny):
     assert x.shape == (2, 3, tiny.image_size, tiny.image_size) and x.dtype == torch.float32
     with pytest.raises(ValueError, match="expects"):
         tiny.preprocess(torch.zeros(2, 10, 10, 3, dtype=torch.uint8))
+
+
+def test_the_embeddings_can_be_tapped_as_layer_minus_one(tiny):
+    images = torch.randn(2, 3, tiny.image_size, tiny.image_size)
+    with torch.no_grad():
+        out = tiny.video_tokens(images, tiny.taps([-1, 0]))["block"]
+        embeds = tiny.clip.visual._embeds(images)
+    torch.testing.assert_close(out[:, 0], embeds)
+    with pytest.raises(ValueError, match="only the 'block' point"):
+        Taps((-1, 0), ("block", "attn"))

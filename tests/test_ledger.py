@@ -5,7 +5,7 @@ import os
 import pandas as pd
 import pytest
 
-from bench.ledger import LEADING_COLUMNS, TRAILING_COLUMNS, Ledger, make_run_id
+from bench.ledger import LEADING_COLUMNS, TRAILING_COLUMNS, Ledger
 from datasets.errors import InputError
 
 
@@ -96,12 +96,3 @@ def test_results_csv_columns_in_contract_order(tmp_path):
 def test_results_csv_of_empty_ledger_has_fixed_columns(tmp_path):
     frame = pd.read_csv(Ledger(tmp_path).write_results_csv())
     assert list(frame.columns) == [*LEADING_COLUMNS, *TRAILING_COLUMNS] and frame.empty
-
-
-def test_make_run_id_readable_and_hashes_overrides():
-    a = make_run_id("table9", "r2_tuning", "synthetic", 0, {"lr": 1e-4, "epochs": 2})
-    assert a.startswith("table9-r2_tuning-synthetic-s0-")
-    assert a == make_run_id("table9", "r2_tuning", "synthetic", 0, {"epochs": 2, "lr": 1e-4})
-    assert a != make_run_id("table9", "r2_tuning", "synthetic", 0, {"lr": 2e-4, "epochs": 2})
-    assert a != make_run_id("table9", "r2_tuning", "synthetic", 1, {"lr": 1e-4, "epochs": 2})
-    assert "/" not in make_run_id("s", "m", "data/qv hl", 0, {})

@@ -45,7 +45,8 @@ def backbone():
 
 def run(folder, backbone, cache, **kw):
     kw.setdefault("workers", 2)
-    return prep.prepare("synthetic", folder.ann, folder.videos, backbone, LAYERS, cache, progress=False, **kw)
+    return prep.prepare("synthetic", folder.ann, folder.videos, backbone, backbone.taps(LAYERS), cache,
+                        progress=False, **kw)
 
 
 def counting(monkeypatch, fail_after: int | None = None) -> list:
@@ -86,8 +87,8 @@ def test_interrupted_preparation_resumes_where_it_stopped(folder, backbone, tmp_
     a = prep.FeatureCache(cache, report.key)
     b = prep.FeatureCache(tmp_path / "fresh", fresh.key)
     for vid in folder.good:
-        torch.testing.assert_close(a.get(vid)["video"], b.get(vid)["video"], rtol=0, atol=0)
-    assert a.get(folder.good[0])["video"].shape == (4, 2, 17, 128)     # (T, K, CLS + 4×4 patches, width)
+        torch.testing.assert_close(a.get(vid)["block"], b.get(vid)["block"], rtol=0, atol=0)
+    assert a.get(folder.good[0])["block"].shape == (4, 2, 17, 128)     # (T, K, CLS + 4×4 patches, width)
 
     # nothing left to do; a truncated entry is noticed and rebuilt
     calls = counting(monkeypatch)
@@ -119,7 +120,7 @@ def test_a_decoder_crash_skips_that_video_only(folder, backbone, tmp_path, monke
 def test_a_run_reads_the_cache_that_prepare_fills(folder, backbone, tmp_path):
     report, _ = run(folder, backbone, tmp_path, workers=0)
     dataset = get_dataset("synthetic").bind({"train": folder.ann}, folder.videos)
-    cache = feature_cache_for(dataset, SimpleNamespace(backbone=backbone, layers=LAYERS), tmp_path)
+    cache = feature_cache_for(dataset, SimpleNamespace(backbone=backbone, video_taps=backbone.taps(2)), tmp_path)
     assert cache.dir == Path(report.cache_dir)
     assert all(cache.get(v) is not None for v in folder.good)
 
@@ -129,8 +130,8 @@ def test_cls_pooled_layout(folder, backbone, tmp_path):
     pooled, _ = run(folder, backbone, tmp_path, workers=0, layout="cls-pooled")
     assert pooled.key == {**full.key, "layout": "cls-pooled"} and pooled.cache_dir != full.cache_dir
     vid = folder.good[0]
-    x = prep.FeatureCache(tmp_path, full.key).get(vid)["video"].float()
-    y = prep.FeatureCache(tmp_path, pooled.key).get(vid)["video"].float()
+    x = prep.FeatureCache(tmp_path, full.key).get(vid)["block"].float()
+    y = prep.FeatureCache(tmp_path, pooled.key).get(vid)["block"].float()
     assert y.shape == (4, 2, 2, 128)
     torch.testing.assert_close(y[:, :, 0], x[:, :, 0])
     torch.testing.assert_close(y[:, :, 1], x[:, :, 1:].mean(dim=2), atol=2e-3, rtol=2e-3)   # fp16 on disk
@@ -146,3 +147,7 @@ def test_command_line_exit_codes(folder, tmp_path, capsys, caplog):
     assert prep.main(base) == 2 and "--weights" in caplog.text        # no weights, no --random-init
     assert prep.main(base + ["--weights", str(tmp_path / "none.pt")]) == 2
     assert prep.main(base + ["--random-init", "--layers", "9"]) == 2 and "block indices in 0..5" in caplog.text
+    assert prep.main(base + ["--random-init", "--points", "ffn"]) == 2 and "tap points must be among" in caplog.text
+    assert prep.main(base + ["--random-init", "--allow-missing", "--layers", "all", "--points", "block", "mlp"]) == 0
+    (key,) = [json.loads(p.read_text()) for p in tmp_path.glob("*/key.json") if "mlp" in p.read_text()]
+    assert key["taps"] == {"layers": [0, 1, 2, 3, 4, 5], "points": ["block", "mlp"]}

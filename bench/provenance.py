@@ -1,0 +1,57 @@
+"""Where a result came from: library versions, the code version, the device."""
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+from functools import lru_cache
+
+import torch
+
+from datasets.io import REPO_ROOT
+
+# The packages whose code decides a run's numbers (reports, tests and docs do not).
+CODE_PACKAGES = ("methods", "datasets", "bench")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """``<git commit>[+<digest of the code>]`` — the digest of every ``.py`` file under
+    :data:`CODE_PACKAGES` (and ``run_all.py``) makes uncommitted edits visible; without git,
+    the digest alone."""
+    h = hashlib.blake2b(digest_size=6)
+    files = sorted(p for pkg in CODE_PACKAGES for p in (REPO_ROOT / pkg).rglob("*.py"))
+    for path in [*files, REPO_ROOT / "run_all.py"]:
+        if path.is_file():
+            h.update(str(path.relative_to(REPO_ROOT)).encode())
+            h.update(path.read_bytes())
+    digest = h.hexdigest()
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return f"code-{digest}"
+    return f"{commit}+{digest}"
+
+
+def versions() -> dict:
+    import open_clip
+    import peft
+    import timm
+    return dict(python=platform.python_version(), torch=torch.__version__, open_clip=open_clip.__version__,
+                peft=peft.__version__, timm=timm.__version__)
+
+
+def device_info(device: torch.device) -> dict:
+    """The device in words, and what a memory figure on it depends on."""
+    info = dict(device=str(device), threads=torch.get_num_threads())
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1),
+                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+                    sdpa=dict(flash=torch.backends.cuda.flash_sdp_enabled(),
+                              mem_efficient=torch.backends.cuda.mem_efficient_sdp_enabled(),
+                              math=torch.backends.cuda.math_sdp_enabled()))
+    else:
+        info.update(name=platform.processor() or platform.machine())
+    return info
