@@ -24,6 +24,7 @@ from datasets.io import REPO_ROOT
 from bench.run import RunContext, RunSpec, base_record, execute, make_run_id, run_identity
 from bench.suites import SUITES, get_suite
 from datasets.errors import InputError
+from datasets.registry import DATASETS, get_dataset, parse_overrides
 from methods.backbone import RANDOM_INIT, BackboneError, check_backbone
 from methods.registry import registered
 
@@ -33,9 +34,12 @@ log = logging.getLogger("run_all")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", default="table9", choices=sorted(SUITES))
-    p.add_argument("--dataset", default="synthetic", choices=("synthetic", "qvhighlights"))
+    p.add_argument("--dataset", default="synthetic", choices=sorted(DATASETS))
     p.add_argument("--video-dir", help="folder of <vid>.mp4 files (real datasets)")
-    p.add_argument("--annotations", help="folder of the dataset's annotation JSONL files")
+    p.add_argument("--annotations", help="folder of the dataset's annotation JSONL files "
+                                         "(default: ../shared/data/annotations/<dataset>)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override the dataset's preset, e.g. train.lr=1e-4 head.dropout=0.3")
     p.add_argument("--backbone", help="open_clip model name (default: R2Bench-Tiny on synthetic, else ViT-B-32)")
     p.add_argument("--weights", help="local CLIP checkpoint file (default on synthetic: the project's tiny CLIP)")
     p.add_argument("--random-init", action="store_true", help="use a randomly initialised backbone")
@@ -52,21 +56,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def dataset_and_backbone(args):
-    """The DatasetSpec and (backbone name, weights path) a suite runs on."""
-    from datasets import vtg
-    if args.dataset == "synthetic":
+    """The bound dataset (registry spec, preset overrides applied) and (backbone name, weights path)."""
+    spec = get_dataset(args.dataset).with_overrides(parse_overrides(args.set))
+    if spec.materialize is not None:      # the built-in benchmark: generated on first use
         name = args.backbone or "R2Bench-Tiny"
         check_backbone(name, args.weights)
-        spec = vtg.synthetic_spec(progress=not args.quiet)
+        data = spec.bind(args.annotations, args.video_dir, progress=not args.quiet)
         if args.weights or args.random_init or name != "R2Bench-Tiny":
-            return spec, name, args.weights
+            return data, name, args.weights
         from datasets.synthetic.tiny_clip import ensure_tiny_clip
-        return spec, name, str(ensure_tiny_clip())
+        return data, name, str(ensure_tiny_clip())
     if not args.video_dir:
         raise InputError(None, None, "video_dir", f"--dataset {args.dataset} needs --video-dir (a folder of <vid>.mp4 files)")
     check_backbone(args.backbone or "ViT-B-32", args.weights)
-    spec = vtg.qvhighlights_spec(args.video_dir, args.annotations)
-    return spec, args.backbone or "ViT-B-32", args.weights
+    data = spec.bind(args.annotations, args.video_dir).check()
+    return data, args.backbone or "ViT-B-32", args.weights
 
 
 def run_or_record_failure(spec, ctx: RunContext, run_id: str) -> dict:
@@ -114,9 +118,9 @@ def main(argv=None) -> int:
     # paper-scale rows (no training) get a folder of their own so they never mix with trained runs
     out_dir = args.out / (suite.name + ("_paper_scale" if args.paper_scale else ""))
     try:
-        if args.paper_scale:
-            from datasets.vtg import DatasetSpec
-            dataset = DatasetSpec("paper-scale", {}, Path("."), 0.5)
+        if args.paper_scale:   # the paper's setting (QVHighlights, 0.5 fps); no data is read
+            from dataclasses import replace
+            dataset = replace(get_dataset("qvhighlights"), name="paper-scale").bind()
             backbone, weights = "ViT-B-32", None
         else:
             dataset, backbone, weights = dataset_and_backbone(args)

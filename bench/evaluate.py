@@ -1,7 +1,9 @@
-"""Score a prediction file: ``python -m bench.evaluate --dataset qvhighlights GT.jsonl PRED.jsonl [--full]``.
+"""Score a prediction file: ``python -m bench.evaluate --dataset NAME GT.jsonl PRED.jsonl``.
 
-Prints the official "brief" metrics as JSON (the whole nested result with ``--full``).
-Bad input (either file) prints the error to stderr and exits with status 2.
+The dataset (``datasets.registry``) names the reader of the ground truth and the metric. Prints
+the brief metrics as JSON (the whole nested result with ``--full``); ``--per-query OUT.csv``
+also writes one row per query (per video for YouTube Highlights / TVSum). Bad input (either
+file) prints the error, naming file, line and field, to stderr and exits with status 2.
 """
 from __future__ import annotations
 
@@ -9,26 +11,32 @@ import argparse
 import json
 import sys
 
-from bench.metrics.qvhighlights import evaluate_qvhighlights, load_submission
-from datasets.formats.qvhighlights import read_jsonl
+from bench.metrics import evaluate, get_metric, load_submission
 from datasets.errors import InputError
+from datasets.io import atomic_write
+from datasets.registry import DATASETS, get_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=["qvhighlights"], default="qvhighlights")
-    parser.add_argument("ground_truth", help="annotation JSONL with labels (QVHighlights format)")
-    parser.add_argument("predictions", help="prediction JSONL (Moment-DETR format)")
+    parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("ground_truth", help="annotation file with labels, in the dataset's format")
+    parser.add_argument("predictions", help="prediction JSONL (Moment-DETR format; vid + pred_saliency_scores "
+                                            "for YouTube Highlights / TVSum)")
     parser.add_argument("--full", action="store_true", help="print the full nested result, not only 'brief'")
+    parser.add_argument("--per-query", metavar="OUT.csv", help="write the per-query values (index qid) here")
     args = parser.parse_args(argv)
+    spec = get_dataset(args.dataset)
     try:
-        gt = read_jsonl(args.ground_truth, require_labels=True)
-        submission = load_submission(args.predictions, gt)
-        result = evaluate_qvhighlights(submission, [s.raw for s in gt])
+        gt = spec.read(args.ground_truth, require_labels=True)
+        submission = load_submission(args.predictions, gt, get_metric(spec.metric))
+        result = evaluate(spec.metric, submission, gt, validate_lines=False)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(result if args.full else result["brief"], indent=2))
+    if args.per_query:
+        atomic_write(args.per_query, result.per_query.to_csv())
+    print(json.dumps(result.full if args.full else result.brief, indent=2))
     return 0
 
 

@@ -35,11 +35,12 @@ from pathlib import Path
 import torch
 
 from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
-from bench.metrics.qvhighlights import evaluate_qvhighlights
+from bench.metrics import evaluate
 from bench.provenance import code_version, device_info, versions
 from bench.train import TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
 from datasets.io import atomic_write, cache_dir
-from datasets.vtg import DatasetSpec, FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for
+from datasets.registry import Dataset
+from datasets.vtg import FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for
 from methods.backbone import RANDOM_INIT, Backbone, weights_digest
 from methods.registry import build_model, get_method
 
@@ -68,7 +69,7 @@ class RunContext:
     """What every run of a suite shares."""
 
     suite: str
-    dataset: DatasetSpec
+    dataset: Dataset
     backbone: str
     weights: str | None
     device: torch.device
@@ -91,8 +92,8 @@ def run_identity(spec: RunSpec, ctx: RunContext) -> dict:
         cfg = entry.make_config(spec.overrides)
         return dict(method=spec.method, config=asdict(cfg), dataset="paper-scale", backbone=PAPER_BACKBONE,
                     weights=RANDOM_INIT, device=ctx.device.type)
-    cfg = entry.make_config({**ctx.dataset.head, **spec.overrides})
-    train_cfg = TrainConfig(**{**ctx.dataset.train, **ctx.train_overrides, "seed": ctx.seed})
+    cfg = entry.make_config({**ctx.dataset.preset.head, **spec.overrides})
+    train_cfg = TrainConfig(**{**ctx.dataset.preset.train, **ctx.train_overrides, "seed": ctx.seed})
     return dict(method=spec.method, config=asdict(cfg), train_config=asdict(train_cfg), dataset=ctx.dataset.name,
                 dataset_version=ctx.dataset.version, backbone=ctx.backbone, weights=weights_label(ctx.weights),
                 seed=ctx.seed)
@@ -231,7 +232,7 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
     backbone = Backbone(ctx.backbone, ctx.weights, device=device)
     if backbone.weights_label == RANDOM_INIT:
         log.warning("!! %s trains on a RANDOMLY INITIALISED %s: metrics are not comparable", spec.method, ctx.backbone)
-    model = build_model(spec.method, backbone, {**data.head, **spec.overrides}).to(device)
+    model = build_model(spec.method, backbone, {**data.preset.head, **spec.overrides}).to(device)
     frames = FrameSource(data, backbone)
     train_samples, eval_samples = data.samples(data.train_split), data.samples(data.eval_split)
     if model.cacheable:
@@ -250,7 +251,9 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
 
     lines, _ = predict(model, eval_set, cfg.eval_batch_size, device, cfg.amp, progress=ctx.progress)
     pred_path = atomic_write(run_dir / f"{data.eval_split}_preds.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
-    metrics = evaluate_qvhighlights(lines, [s.raw for s in eval_samples])["brief"]
+    result = evaluate(data.spec.metric, lines, eval_samples)
+    metrics = result.brief
+    per_query_path = atomic_write(run_dir / "per_query.csv", result.per_query.to_csv())
 
     subset = eval_samples[:INFER_SAMPLES]
     for s in subset:                     # decode outside the timed region
@@ -258,6 +261,7 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
     live = VTGDataset(subset, frames.get, tokenize, data.fps, "frames")
     _, infer_seconds = predict(model, live, cfg.eval_batch_size, device, cfg.amp, progress=False)
     return dict(params_run=count_params(model), metrics=metrics, predictions=str(pred_path),
+                per_query=str(per_query_path),
                 train_videos_per_s=round(stats["videos"] / stats["seconds"], 2),
                 infer_videos_per_s=round(len(subset) / infer_seconds, 2), input=source,
                 train_seconds=round(stats["seconds"], 1), final_losses=stats["losses"],

@@ -1,16 +1,11 @@
-"""Datasets as the harness sees them: which files, which preset, and batches for the model.
-
-A :class:`DatasetSpec` names the annotation file of every split, the folder of videos, the
-frame rate and the training preset (paper Table 8). :class:`VTGDataset` turns samples into
-items holding either cached per-layer features or preprocessed frames, and :func:`collate`
-pads them into a batch.
+"""Batches for the model: :class:`VTGDataset` turns samples into items holding either cached
+per-layer features or preprocessed frames, and :func:`collate` pads them into a batch. What a
+dataset is (files, frame rate, preset) lives in :mod:`datasets.registry`.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -20,85 +15,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from datasets.io import SHARED_DIR
-from datasets.formats.qvhighlights import CLIP_SECONDS, Sample, read_jsonl
-from datasets.errors import InputError
+from datasets import registry
 from datasets.features.cache import FeatureCache
+from datasets.formats.base import Sample
+from datasets.prepare import encode_frames, feature_key
 from datasets.video import read_frames
 from methods.backbone import trim_text_ids
 
 
-
-@dataclass
-class DatasetSpec:
-    name: str
-    splits: dict[str, Path]
-    video_dir: Path
-    fps: float
-    train: dict = field(default_factory=dict)   # bench.train.TrainConfig overrides (Table 8; ``repeat``:
-                                                # passes per epoch, as the public configs count epochs)
-    head: dict = field(default_factory=dict)    # HeadConfig overrides (dropout, saliency weight, NMS,
-                                                # ``window_unit``: the rounding unit of decoded windows, s)
-    train_split: str = "train"
-    eval_split: str = "val"
-    description: str = ""
-
-    @cached_property
-    def version(self) -> str:
-        """A digest of the annotation files and the videos folder's path: results name it."""
-        h = hashlib.blake2b(digest_size=8)
-        for split in sorted(self.splits):
-            path = Path(self.splits[split])
-            h.update(split.encode())
-            h.update(path.read_bytes() if path.is_file() else b"<missing>")
-        h.update(str(self.video_dir).encode())
-        return h.hexdigest()
-
-    def samples(self, split: str) -> list[Sample]:
-        if split not in self.splits:
-            raise KeyError(f"dataset '{self.name}' has no split '{split}' (has {sorted(self.splits)})")
-        return read_jsonl(self.splits[split])
-
-    def video_path(self, vid: str) -> Path:
-        path = self.video_dir / f"{vid}.mp4"
-        if not path.is_file():
-            raise InputError(path, None, "vid", f"video '{vid}' not found in {self.video_dir}")
-        return path
-
-
-# Sized so that all ten Table 9 rows train in about 15 minutes on 2 CPU cores (PETL rows,
-# which backpropagate through the tiny CLIP from frames, run at ~24 videos/s there).
-SYNTHETIC_SIZES = dict(n_train=160, n_val=50, n_test=40, duration=60)
-
-
-def synthetic_spec(seed: int = 0, progress: bool = True, **sizes) -> DatasetSpec:
-    """The built-in benchmark (generated on first use, cached)."""
-    from datasets.synthetic.generator import generate
-    root = generate(seed=seed, progress=progress, **{**SYNTHETIC_SIZES, **sizes})
-    ann = root / "annotations"
-    return DatasetSpec(
-        name="synthetic", splits={s: ann / f"{s}.jsonl" for s in ("train", "val", "test")},
-        video_dir=root / "videos", fps=0.5,
-        train=dict(batch_size=16, lr=1e-3, epochs=9, warmup_iters=30, lr_drop_epoch=7, repeat=1),
-        head=dict(dropout=0.1, saliency_weight=0.1, nms="hard", nms_threshold=0.7, window_unit=2.0),  # one clip
-        description=f"built-in synthetic benchmark (seed {seed}) at {root}")
-
-
-def qvhighlights_spec(video_dir: str | Path, annotation_dir: str | Path | None = None) -> DatasetSpec:
-    """QVHighlights with the paper's preset; annotations default to ../shared's public files."""
-    ann = Path(annotation_dir) if annotation_dir else SHARED_DIR / "data" / "annotations" / "qvhighlights"
-    splits = {s: ann / f"highlight_{s}_release.jsonl" for s in ("train", "val", "test")}
-    for split, path in splits.items():
-        if split != "test" and not path.is_file():
-            raise InputError(path, None, None, f"QVHighlights {split} annotations not found (pass --annotations)")
-    if not Path(video_dir).is_dir():
-        raise InputError(video_dir, None, "video_dir", "QVHighlights videos folder not found (pass --video-dir)")
-    return DatasetSpec(
-        name="qvhighlights", splits=splits, video_dir=Path(video_dir), fps=0.5,
-        # public config: RepeatDataset(times=4), so 30 epochs = 120 passes, LR drop after pass 80
-        train=dict(batch_size=128, lr=5e-4, epochs=30, warmup_iters=500, lr_drop_epoch=20, repeat=4),
-        head=dict(dropout=0.5, saliency_weight=0.1, nms="hard", nms_threshold=0.7, window_unit=2.0),
-        description=f"QVHighlights (videos in {video_dir})")
 
 
 def num_clips(duration: float, fps: float) -> int:
@@ -106,14 +30,14 @@ def num_clips(duration: float, fps: float) -> int:
 
 
 def saliency_target(sample: Sample, n: int, fps: float) -> Tensor:
-    """Per-frame saliency: mean annotator score of the 2-s clip the frame falls in; without
+    """Per-frame saliency: mean annotator score of the labelled clip the frame falls in; without
     saliency labels, 1 inside the relevant windows."""
     times = (np.arange(n) + 0.5) / fps
     target = torch.zeros(n)
     if sample.saliency:
         scores = {cid: float(np.mean(row)) for cid, row in zip(sample.clip_ids, sample.saliency)}
         for i, t in enumerate(times):
-            target[i] = scores.get(int(t // CLIP_SECONDS), 0.0)
+            target[i] = scores.get(int(t // sample.clip_seconds), 0.0)
     else:
         for s, e in sample.windows:
             target[torch.as_tensor((times >= s) & (times < e))] = 1.0
@@ -176,32 +100,23 @@ def collate(items: list[dict], fps: float) -> dict:
 class FrameSource:
     """Preprocessed frames of a dataset's videos (decord at the dataset's fps), memoised."""
 
-    def __init__(self, spec: DatasetSpec, backbone, cache_size: int = 512):
-        self.spec, self.backbone = spec, backbone
+    def __init__(self, dataset: registry.Dataset, backbone, cache_size: int = 512):
+        self.dataset, self.backbone = dataset, backbone
         self.get = lru_cache(maxsize=cache_size)(self._load)
 
     def _load(self, vid: str) -> Tensor:
-        frames = read_frames(self.spec.video_path(vid), self.spec.fps, self.backbone.image_size)
+        frames = read_frames(self.dataset.video_path(vid), self.dataset.frame_rate(vid), self.backbone.image_size)
         return self.backbone.preprocess(frames).cpu()
 
 
-def feature_cache_for(spec: DatasetSpec, model, root: Path) -> FeatureCache:
-    """The cache of a (backbone, weights, fps, taps) combination."""
-    bb = model.backbone
-    return FeatureCache(root, dict(backbone=bb.name, weights=bb.weights_label, fps=spec.fps,
-                                   taps=model.video_taps.describe(), image_size=bb.image_size))
+def feature_cache_for(dataset: registry.Dataset, model, root: Path) -> FeatureCache:
+    """The cache of a (backbone, weights, fps, taps) combination (the one ``datasets.prepare`` fills)."""
+    return FeatureCache(root, feature_key(model.backbone, dataset.fps, model.video_taps))
 
 
 def extract_features(vid: str, frames: FrameSource, model, device: torch.device, chunk: int = 256) -> dict:
     """The tapped video tokens ``{point: (T, L, N, D)}`` of one video, without gradient."""
-    x = frames.get(vid)
-    parts: dict[str, list[Tensor]] = {}
-    with torch.no_grad():
-        for i in range(0, len(x), chunk):
-            out = model.backbone.video_tokens(x[i:i + chunk].to(device), model.video_taps)
-            for point, v in out.items():
-                parts.setdefault(point, []).append(v.cpu())
-    return {point: torch.cat(v) for point, v in parts.items()}
+    return encode_frames(model.backbone, frames.get(vid), model.video_taps, device, chunk)
 
 
 def build_features(vids: list[str], frames: FrameSource, model, cache: FeatureCache, device: torch.device,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from datasets.io import SHARED_DIR
+from datasets.formats import ClampWarning
 from datasets.formats.qvhighlights import Sample, read_jsonl
 from datasets.errors import InputError
 
@@ -27,6 +28,7 @@ def test_excerpt_parses_into_samples():
     assert first.query.startswith("A girl and her mother cooked")
     assert first.windows == ((82.0, 150.0),)
     assert first.clip_ids == tuple(range(41, 75)) and first.saliency[0] == (1, 1, 2)
+    assert (first.clip_seconds, first.num_clips, first.domain) == (2, 75, None)
     assert first.source == f"{path}:1" and samples[19].source == f"{path}:20"
     assert first.raw == json.loads(path.read_text().splitlines()[0])
     assert samples[2].windows == ((56.0, 76.0), (96.0, 150.0))
@@ -94,8 +96,11 @@ BAD_LINES = [  # (line 3 of the file, field, what the message must say)
     (with_(relevant_windows=[["4", 8]]), "relevant_windows[0]", "two finite numbers"),
     (with_(relevant_windows=[[6, 6]]), "relevant_windows[0]", "expected start < end, found [6, 6]"),
     (with_(relevant_windows=[[7, 2]]), "relevant_windows[0]", "expected start < end, found [7, 2]"),
-    (with_(relevant_windows=[[-2, 4]]), "relevant_windows[0]", "inside [0, duration=20], found [-2, 4]"),
-    (with_(relevant_windows=[[10, 20.5]]), "relevant_windows[0]", "inside [0, duration=20], found [10, 20.5]"),
+    (with_(relevant_windows=[[-2, 4]]), "relevant_windows[0]", "window inside [0, duration=20]"),
+    (with_(relevant_windows=[[-2, 4]]), "relevant_windows[0]", "found [-2, 4]"),
+    (with_(relevant_windows=[[10, 22.5]]), "relevant_windows[0]", "an end at most one clip, 2 s, past the duration "
+                                                                   "is clamped), found [10, 22.5]"),
+    (with_(relevant_windows=[[20, 21]]), "relevant_windows[0]", "found [20, 21]"),
     (with_(relevant_clip_ids=3), "relevant_clip_ids", "expected a list, found integer 3"),
     (with_(relevant_clip_ids=[2, 3.0]), "relevant_clip_ids[1]", "expected an integer clip id, found number 3.0"),
     (with_(relevant_clip_ids=[2, True]), "relevant_clip_ids[1]", "found boolean true"),
@@ -125,6 +130,20 @@ def test_bad_field_names_file_line_field(tmp_path, line, field, message):
     if field:
         assert f"field '{field}'" in text
     assert message in text, text
+
+
+def test_window_ends_up_to_one_clip_past_the_duration_are_clamped_with_one_warning(tmp_path):
+    lines = [json.dumps({**GOOD, "qid": 1, "relevant_windows": [[10, 21.5]]}),
+             json.dumps({**GOOD, "qid": 2}),
+             json.dumps({**GOOD, "qid": 3, "relevant_windows": [[0, 2], [12, 22]]})]
+    path = write_lines(tmp_path, *lines)
+    with pytest.warns(ClampWarning) as record:
+        samples = read_jsonl(path)
+    assert len(record) == 1 and record[0].message.count == 2
+    assert "clamped 2 ground-truth window end(s)" in str(record[0].message)
+    assert "first on line 1, field 'relevant_windows[0]'" in str(record[0].message)
+    assert [s.windows for s in samples] == [((10.0, 20.0),), ((4.0, 8.0),), ((0.0, 2.0), (12.0, 20.0))]
+    assert samples[0].raw["relevant_windows"] == [[10, 21.5]]          # the file's values are kept in raw
 
 
 def test_invalid_utf8(tmp_path):

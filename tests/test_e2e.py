@@ -4,6 +4,7 @@ import json
 import random
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -14,6 +15,7 @@ from bench.metrics.qvhighlights import evaluate_qvhighlights
 from bench.run import RunContext, RunSpec, execute
 from datasets import vtg
 from datasets.errors import InputError
+from datasets.registry import synthetic_dataset
 from datasets.synthetic.tiny_clip import pretrain
 
 SIZES = dict(n_train=48, n_val=24, n_test=4, duration=40)
@@ -25,7 +27,7 @@ def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("r2bench")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("R2BENCH_CACHE", str(root))
-        spec = vtg.synthetic_spec(**SIZES)
+        spec = synthetic_dataset(**SIZES)
         weights, _ = pretrain(seed=0, steps=60, out=root / "tiny.safetensors", progress=False)
         yield dict(root=root, spec=spec, weights=str(weights))
 
@@ -69,6 +71,9 @@ def test_run_record_has_the_measurements(r2_run):
     assert r2_run["memory_source"] == "estimate" and 5 < r2_run["memory_gib"] < 15
     assert r2_run["train_videos_per_s"] > 0 and r2_run["infer_videos_per_s"] > 0 and r2_run["wall_s"] > 0
     assert r2_run["weights"].startswith("tiny.safetensors#")
+    per_query = pd.read_csv(r2_run["per_query"], index_col="qid")       # one row per val query, brief columns
+    assert list(per_query.columns) == list(r2_run["metrics"]) and len(per_query) == r2_run["n_eval"]
+    assert per_query["MR-full-mAP"].mean() == pytest.approx(r2_run["metrics"]["MR-full-mAP"], abs=0.006)
     lines = Path(r2_run["predictions"]).read_text().splitlines()
     first = json.loads(lines[0])
     assert set(first) == {"qid", "query", "vid", "pred_relevant_windows", "pred_saliency_scores"}
@@ -157,7 +162,7 @@ def test_a_corrupt_cached_feature_is_rebuilt_when_read(env, r2_run):
     from methods.backbone import Backbone
     from methods.registry import build_model
     spec = env["spec"]
-    model = build_model("r2_tuning", Backbone("R2Bench-Tiny", env["weights"]), spec.head)
+    model = build_model("r2_tuning", Backbone("R2Bench-Tiny", env["weights"]), spec.preset.head)
     cache = vtg.feature_cache_for(spec, model, env["root"] / "features")  # the run's cache (R2BENCH_CACHE)
     vid = spec.samples("val")[0].vid
     path = cache.path_for(vid)

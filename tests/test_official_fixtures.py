@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bench.train import TrainConfig, training_items
-from datasets import vtg
+from datasets.registry import get_dataset
 from datasets.io import SHARED_DIR
 from methods.check_official import check_case, main
 
@@ -93,11 +93,11 @@ def test_an_epoch_is_repeat_passes_over_the_videos_long_enough_to_train_on():
         training_items(data, repeat=1, min_seconds=500.0)
 
 
-def test_qvhighlights_preset_counts_epochs_as_the_public_config(tmp_path):
-    (tmp_path / "highlight_train_release.jsonl").write_text("")
-    (tmp_path / "highlight_val_release.jsonl").write_text("")
-    spec = vtg.qvhighlights_spec(tmp_path, tmp_path)
-    cfg = TrainConfig(**spec.train)
+def test_presets_count_epochs_and_round_windows_as_the_public_configs():
+    spec = get_dataset("qvhighlights")
+    cfg = TrainConfig(**spec.preset.train)
     assert (cfg.repeat, cfg.epochs, cfg.lr_drop_epoch, cfg.warmup_iters) == (4, 30, 20, 500)
     assert cfg.repeat * cfg.epochs == 120 and cfg.repeat * cfg.lr_drop_epoch == 80   # passes
-    assert spec.head["window_unit"] == 2.0
+    units = {name: get_dataset(name).preset.head.get("window_unit")
+             for name in ("qvhighlights", "charades_sta", "tacos", "ego4d_nlq")}
+    assert units == {"qvhighlights": 2.0, "charades_sta": 0.1, "tacos": None, "ego4d_nlq": None}

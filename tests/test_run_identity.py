@@ -7,7 +7,7 @@ from safetensors.torch import save_file
 
 from bench.ledger import Ledger
 from bench.run import RunContext, RunSpec, make_run_id, run_identity
-from datasets.vtg import DatasetSpec
+from datasets.registry import DatasetSpec, Preset
 
 
 @pytest.fixture
@@ -16,8 +16,10 @@ def dataset(tmp_path):
     ann.mkdir()
     for split in ("train", "val"):
         (ann / f"{split}.jsonl").write_text('{"qid": 1}\n')
-    return DatasetSpec("toy", {s: ann / f"{s}.jsonl" for s in ("train", "val")}, tmp_path / "videos", 0.5,
-                       train=dict(epochs=2, batch_size=4), head=dict(dropout=0.1))
+    spec = DatasetSpec(name="toy", title="Toy", format="qvhighlights", metric="qvhighlights", tasks={"mr", "hd"},
+                       fps=0.5, clip_seconds=2.0, annotation_files={s: f"{s}.jsonl" for s in ("train", "val")},
+                       preset=Preset(train=dict(epochs=2, batch_size=4), head=dict(dropout=0.1)))
+    return spec.bind(ann, tmp_path / "videos")
 
 
 def run_id(dataset, spec=RunSpec("r2_tuning"), **kw):
@@ -46,8 +48,8 @@ def test_run_id_changes_with_everything_that_changes_the_result(dataset, tmp_pat
         "method override": run_id(dataset, RunSpec("r2_tuning", {"k": 2}), weights=str(w1)),
         "training override": run_id(dataset, weights=str(w1), train_overrides={"epochs": 3}),
     }
-    (dataset.splits["val"]).write_text('{"qid": 2}\n')
-    changed = DatasetSpec("toy", dataset.splits, dataset.video_dir, 0.5, train=dataset.train, head=dataset.head)
+    (dataset.files["val"]).write_text('{"qid": 2}\n')
+    changed = dataset.spec.bind(dataset.files["val"].parent, dataset.video_dir)
     variants["annotations"] = run_id(changed, weights=str(w1))
     assert len(set(variants.values()) | {base}) == len(variants) + 1, variants
 

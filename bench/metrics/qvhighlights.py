@@ -3,18 +3,24 @@
 Reproduces the official evaluator's numbers, quirks included, from the semantics written
 down in ``shared/spec/METRICS.md``. Moment-retrieval AP is computed for all queries and
 IoU thresholds at once; every sort is stable.
+
+Per-query values (:func:`evaluate`'s ``per_query``), ×100 and unrounded: ``MR-*-mAP`` the
+query's AP averaged over the 10 IoU thresholds (NaN when the query has no ground-truth window
+in the bucket, or no predicted window), ``MR-full-mAP@t`` its AP at t, ``MR-full-R1@t`` 0 or
+100, ``HL-min-*-mAP`` its AP averaged over the 3 annotators, ``HL-min-*-Hit1`` 0 or 100.
 """
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
+from dataclasses import dataclass
 from os import PathLike
-from typing import Any
+from typing import Iterable, Sequence
 
 import numpy as np
 
-from datasets.formats.qvhighlights import CLIP_SECONDS, JsonLine, describe, is_number, iter_jsonl
+from bench.metrics.base import MetricResult, pct, per_query_frame, qid_set_error  # noqa: F401 (re-export)
 from datasets.errors import InputError
+from datasets.formats.base import Sample
+from datasets.formats.qvhighlights import CLIP_SECONDS, NUM_ANNOTATORS
 
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))   # 0.5, 0.55, ..., 0.95
 MAX_PRED_WINDOWS = 10
@@ -33,9 +39,29 @@ BRIEF_MR_KEYS = {  # brief key -> (bucket, metric, threshold key)
 }
 
 
-def _pct(x: float) -> float:
-    """Official reporting: round(100·x, 2); NaN (an empty bucket) stays NaN."""
-    return round(100.0 * float(x), 2)
+@dataclass
+class _Truth:
+    """One query's ground truth as the metric needs it."""
+
+    qid: int | str
+    windows: np.ndarray     # (G, 2) seconds
+    scores: np.ndarray      # (clips, 3) saliency of every clip, zeros where unlabelled
+
+    @classmethod
+    def from_dict(cls, g: dict) -> _Truth:
+        """A QVHighlights JSON object (``Sample.raw``): ``int(duration / 2)`` clips."""
+        scores = np.zeros((int(g["duration"] / CLIP_SECONDS), NUM_ANNOTATORS))
+        if len(g.get("relevant_clip_ids") or []):
+            scores[np.asarray(g["relevant_clip_ids"])] = np.asarray(g["saliency_scores"])
+        return cls(g["qid"], np.asarray(g["relevant_windows"], dtype=float).reshape(-1, 2), scores)
+
+    @classmethod
+    def from_sample(cls, s: Sample) -> _Truth:
+        width = len(s.saliency[0]) if s.saliency else NUM_ANNOTATORS
+        scores = np.zeros((s.num_clips, width))
+        if s.clip_ids:
+            scores[np.asarray(s.clip_ids)] = np.asarray(s.saliency, dtype=float)
+        return cls(s.qid, np.asarray(s.windows, dtype=float).reshape(-1, 2), scores)
 
 
 def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -114,36 +140,44 @@ def _mr_ap(gts: list[np.ndarray], preds: list[np.ndarray]) -> np.ndarray:
     return _voc_ap(precision, recall)
 
 
-def _moment_retrieval(pairs: list[tuple[dict, dict]], bounds: tuple[float, float]) -> dict:
-    """MR-mAP and MR-R1 on the queries that keep ≥1 ground-truth window in ``bounds``."""
+def _moment_retrieval(pairs: list[tuple[dict, _Truth]], bounds: tuple[float, float]) -> tuple[dict, dict]:
+    """MR-mAP and MR-R1 on the queries that keep ≥1 ground-truth window in ``bounds``, and the
+    per-query values: ``ap`` (Q, T) and ``top1_iou`` (Q,), NaN for queries outside the bucket
+    (``ap`` also for queries without predicted windows)."""
     lo, hi = bounds
-    gts, preds = [], []
-    for pred, gt in pairs:
-        windows = np.asarray(gt["relevant_windows"], dtype=float).reshape(-1, 2)
+    n_q, n_t = len(pairs), len(IOU_THRESHOLDS)
+    keep, gts, preds = [], [], []
+    for q, (pred, gt) in enumerate(pairs):
+        windows = gt.windows
         length = windows[:, 1] - windows[:, 0]
         windows = windows[(length > lo) & (length <= hi)]
         if len(windows):
+            keep.append(q)
             gts.append(windows)
             preds.append(np.asarray(pred["pred_relevant_windows"], dtype=float).reshape(-1, 3)[:MAX_PRED_WINDOWS])
+    per_ap = np.full((n_q, n_t), np.nan)
+    per_iou = np.full(n_q, np.nan)
 
     has_pred = [len(p) > 0 for p in preds]
     if any(has_pred):  # queries without predicted windows are skipped in mAP
         ap = _mr_ap([g for g, h in zip(gts, has_pred) if h], [p for p, h in zip(preds, has_pred) if h])
         map_t = ap.mean(axis=0)
+        per_ap[[q for q, h in zip(keep, has_pred) if h]] = ap
     else:
-        map_t = np.full(len(IOU_THRESHOLDS), np.nan)
-    mr_map = {str(t): _pct(v) for t, v in zip(IOU_THRESHOLDS, map_t)}
-    mr_map["average"] = _pct(np.mean(map_t))
+        map_t = np.full(n_t, np.nan)
+    mr_map = {str(t): pct(v) for t, v in zip(IOU_THRESHOLDS, map_t)}
+    mr_map["average"] = pct(np.mean(map_t))
 
     # R1: the first *listed* window against its best-matching ground truth; none → miss.
     if gts:
         gt, gt_valid = _pad(gts, max(len(g) for g in gts), 0.0)
         first = np.array([p[0, :2] if len(p) else (np.nan, np.nan) for p in preds])
         top1 = np.where(gt_valid, temporal_iou(first[:, None, :], gt)[:, 0, :], -1.0).max(axis=1)
-        r1 = {str(t): _pct(np.mean(top1 >= t)) for t in IOU_THRESHOLDS}
+        r1 = {str(t): pct(np.mean(top1 >= t)) for t in IOU_THRESHOLDS}
+        per_iou[keep] = top1
     else:
         r1 = {str(t): float("nan") for t in IOU_THRESHOLDS}
-    return {"MR-mAP": mr_map, "MR-R1": r1}
+    return {"MR-mAP": mr_map, "MR-R1": r1}, {"ap": per_ap, "top1_iou": per_iou}
 
 
 def _hl_ap(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -168,16 +202,15 @@ def _hl_ap(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(n_pos == 0, 0.0, np.where(n_pos == n, 1.0, ap))
 
 
-def _highlight_detection(pairs: list[tuple[dict, dict]]) -> dict:
-    """HL-mAP and HL-Hit1 per saliency level (Fair ≥2, Good ≥3, VeryGood ≥4)."""
+def _highlight_detection(pairs: list[tuple[dict, _Truth]]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """HL-mAP and HL-Hit1 per saliency level (Fair ≥2, Good ≥3, VeryGood ≥4), and the
+    per-query AP (Q, levels, annotators) and hits (Q, levels)."""
     levels = np.asarray(list(SALIENCY_LEVELS.values()))
-    ap = np.zeros((len(pairs), len(levels), 3))
+    ap = np.zeros((len(pairs), len(levels), NUM_ANNOTATORS))
     hit = np.zeros((len(pairs), len(levels)))
     for q, (pred, gt) in enumerate(pairs):
-        n_clips = int(gt["duration"] / CLIP_SECONDS)
-        g = np.zeros((n_clips, 3))
-        if len(gt["relevant_clip_ids"]):
-            g[np.asarray(gt["relevant_clip_ids"])] = np.asarray(gt["saliency_scores"])
+        g = gt.scores
+        n_clips = len(g)
         positive = g[:, None, :] >= levels[None, :, None]            # (N, L, 3)
         scores = np.asarray(pred["pred_saliency_scores"], dtype=float)
         if len(scores):  # HIT@1 over the full prediction list; past the last clip → miss
@@ -186,24 +219,57 @@ def _highlight_detection(pairs: list[tuple[dict, dict]]) -> dict:
                 hit[q] = positive[k].any(axis=1)
         fitted = np.zeros(n_clips)
         fitted[:min(n_clips, len(scores))] = scores[:n_clips]       # truncate or zero-pad
-        ap[q] = _hl_ap(positive.reshape(n_clips, len(levels) * 3), fitted).reshape(len(levels), 3)
-    return {f"HL-min-{name}": {"HL-mAP": _pct(ap[:, i].mean()), "HL-Hit1": _pct(hit[:, i].mean())}
-            for i, name in enumerate(SALIENCY_LEVELS)}
+        ap[q] = _hl_ap(positive.reshape(n_clips, len(levels) * g.shape[1]), fitted).reshape(len(levels), -1)
+    result = {f"HL-min-{name}": {"HL-mAP": pct(ap[:, i].mean()), "HL-Hit1": pct(hit[:, i].mean())}
+              for i, name in enumerate(SALIENCY_LEVELS)}
+    return result, ap, hit
 
 
-def qid_set_error(path: str | PathLike | None, missing: list, extra: list, line: int | None = None) -> InputError:
-    """The error for a submission whose qids differ from the ground truth's, listing them."""
-    def listing(qids: list) -> str:
-        shown = ", ".join(repr(q) for q in qids[:5])
-        return shown + (f", ... ({len(qids)} in all)" if len(qids) > 5 else "")
+def _check_qids(submission: list[dict], qids: Sequence) -> None:
+    counts: dict = {}
+    for p in submission:
+        counts[p["qid"]] = counts.get(p["qid"], 0) + 1
+    dups = [q for q, n in counts.items() if n > 1]
+    if dups:
+        raise InputError("<submission>", None, "qid", f"expected one prediction per qid, found duplicates: {dups[:5]}")
+    known = set(qids)
+    missing = [q for q in qids if q not in counts]
+    extra = [q for q in counts if q not in known]
+    if missing or extra:
+        raise qid_set_error(None, missing, extra)
 
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} ground-truth qid(s) missing from the submission: {listing(missing)}")
-    if extra:
-        parts.append(f"{len(extra)} qid(s) not in the ground truth: {listing(extra)}")
-    return InputError(path if path is not None else "<submission>", line, "qid",
-                      "expected exactly the ground truth's qids; found " + "; ".join(parts))
+
+def _evaluate(submission: list[dict], truths: list[_Truth]) -> tuple[dict, dict]:
+    """The official nested result and the per-query columns (brief keys) of ``submission``."""
+    _check_qids(submission, [t.qid for t in truths])
+    by_qid = {t.qid: t for t in truths}
+    pairs = [(p, by_qid[p["qid"]]) for p in submission]
+
+    mr, per_mr = {}, {}
+    for name, bounds in LENGTH_BUCKETS.items():
+        mr[name], per_mr[name] = _moment_retrieval(pairs, bounds)
+    hl, hl_ap, hl_hit = _highlight_detection(pairs)
+    brief = {key: mr[bucket][metric][thr] for key, (bucket, metric, thr) in BRIEF_MR_KEYS.items()}
+    for level, values in hl.items():
+        brief[f"{level}-mAP"] = values["HL-mAP"]
+        brief[f"{level}-Hit1"] = values["HL-Hit1"]
+
+    columns: dict[str, np.ndarray] = {}
+    for key, (bucket, metric, thr) in BRIEF_MR_KEYS.items():
+        per = per_mr[bucket]
+        if metric == "MR-R1":
+            iou = per["top1_iou"]
+            columns[key] = np.where(np.isnan(iou), np.nan, 100.0 * (iou >= float(thr)))
+        elif thr == "average":
+            with np.errstate(invalid="ignore"):
+                columns[key] = 100.0 * per["ap"].mean(axis=1)
+        else:
+            columns[key] = 100.0 * per["ap"][:, IOU_THRESHOLDS.index(float(thr))]
+    for i, level in enumerate(SALIENCY_LEVELS):
+        columns[f"HL-min-{level}-mAP"] = 100.0 * hl_ap[:, i].mean(axis=1)
+        columns[f"HL-min-{level}-Hit1"] = 100.0 * hl_hit[:, i]
+    per_query = {"qids": [p["qid"] for p in submission], "columns": {k: columns[k] for k in brief}}
+    return {"brief": brief, **hl, **mr}, per_query
 
 
 def evaluate_qvhighlights(submission: list[dict], ground_truth: list[dict]) -> dict:
@@ -212,70 +278,19 @@ def evaluate_qvhighlights(submission: list[dict], ground_truth: list[dict]) -> d
 
     ``ground_truth`` holds QVHighlights dicts (e.g. ``Sample.raw``); the qid sets must match.
     """
-    gt_by_qid = {g["qid"]: g for g in ground_truth}
-    counts = Counter(p["qid"] for p in submission)
-    dups = [q for q, n in counts.items() if n > 1]
-    if dups:
-        raise InputError("<submission>", None, "qid", f"expected one prediction per qid, found duplicates: {dups[:5]}")
-    missing = [q for q in gt_by_qid if q not in counts]
-    extra = [q for q in counts if q not in gt_by_qid]
-    if missing or extra:
-        raise qid_set_error(None, missing, extra)
-    pairs = [(p, gt_by_qid[p["qid"]]) for p in submission]
-
-    mr = {name: _moment_retrieval(pairs, bounds) for name, bounds in LENGTH_BUCKETS.items()}
-    hl = _highlight_detection(pairs)
-    brief = {key: mr[bucket][metric][thr] for key, (bucket, metric, thr) in BRIEF_MR_KEYS.items()}
-    for level, values in hl.items():
-        brief[f"{level}-mAP"] = values["HL-mAP"]
-        brief[f"{level}-Hit1"] = values["HL-Hit1"]
-    return {"brief": brief, **hl, **mr}
+    return _evaluate(submission, [_Truth.from_dict(g) for g in ground_truth])[0]
 
 
-def _check_windows(ln: JsonLine, value: Any) -> None:
-    windows = ln.list_of("pred_relevant_windows", value)
-    if not windows:
-        raise ln.fail("pred_relevant_windows",
-                      "expected at least one [start, end, score] window, found an empty list")
-    for i, w in enumerate(windows):
-        name = f"pred_relevant_windows[{i}]"
-        if not (isinstance(w, list) and len(w) == 3 and all(is_number(x) for x in w)):
-            raise ln.fail(name, f"expected [start, end, score] with three finite numbers, found {describe(w)}")
-        if w[0] > w[1]:
-            raise ln.fail(name, f"expected start <= end, found [{w[0]}, {w[1]}]")
+def evaluate(submission: list[dict], ground_truth: list[Sample]) -> MetricResult:
+    """QVHighlights metrics of ``submission`` against ``Sample``s: brief, per query, full."""
+    full, per = _evaluate(submission, [_Truth.from_sample(s) for s in ground_truth])
+    frame = per_query_frame(per["qids"], per["columns"]).reindex(
+        per_query_frame([s.qid for s in ground_truth], {}).index)
+    return MetricResult(brief=full["brief"], per_query=frame, full=full)
 
 
-def _check_saliency(ln: JsonLine, value: Any) -> None:
-    scores = ln.list_of("pred_saliency_scores", value)
-    if not scores:
-        raise ln.fail("pred_saliency_scores", "expected one score per clip, found an empty list")
-    for i, s in enumerate(scores):
-        if not is_number(s):
-            raise ln.fail(f"pred_saliency_scores[{i}]", f"expected a finite number, found {describe(s)}")
-
-
-def load_submission(path: str | PathLike, ground_truth: Iterable[Any]) -> list[dict]:
-    """Read a Moment-DETR-format prediction file and validate it against ``ground_truth``.
-
-    ``ground_truth`` items are dicts or ``Sample``s (only their qids are used). Each line
-    needs ``qid``, ``pred_relevant_windows`` ([start, end, score] triples, start <= end)
-    and ``pred_saliency_scores``; the qid set must equal the ground truth's.
-    """
-    gt_qids = [g["qid"] if isinstance(g, dict) else g.qid for g in ground_truth]
-    lines: dict[int | str, int] = {}
-    submission = []
-    for line_no, obj in iter_jsonl(path):
-        ln = JsonLine(path, line_no, obj)
-        qid = ln.qid()
-        if qid in lines:
-            raise ln.fail("qid", f"expected one line per qid, found {qid!r} again (first on line {lines[qid]})")
-        lines[qid] = line_no
-        _check_windows(ln, ln.get("pred_relevant_windows"))
-        _check_saliency(ln, ln.get("pred_saliency_scores"))
-        submission.append(obj)
-    gt_set = set(gt_qids)
-    missing = [q for q in gt_qids if q not in lines]
-    extra = [q for q in lines if q not in gt_set]
-    if missing or extra:
-        raise qid_set_error(path, missing, extra, lines[extra[0]] if extra else None)
-    return submission
+def load_submission(path: str | PathLike, ground_truth: Iterable[Sample]) -> list[dict]:
+    """Read and validate a QVHighlights prediction file (see :mod:`bench.metrics.submission`)."""
+    from bench.metrics import METRICS
+    from bench.metrics.submission import load_submission as load
+    return load(path, list(ground_truth), METRICS["qvhighlights"])

@@ -116,7 +116,7 @@ class HeadConfig:
     max_windows: int = 50
     nms: str = "hard"
     nms_threshold: float = 0.7
-    window_unit: float | None = None  # rounding unit in seconds (dataset preset); None: one clip
+    window_unit: float | None = None  # rounding unit in seconds (dataset preset); None: no rounding
     # protocol fields (PROTOCOLS)
     focal_alpha: float | None = FROM_PROTOCOL
     relu_h: bool = FROM_PROTOCOL

@@ -111,8 +111,8 @@ def decode_sample(out: HeadOutput, i: int, fps: float, duration: float, cfg: Hea
     top = scores.argsort(descending=True, stable=True)[: cfg.max_windows]
     raw = torch.cat([windows[top], scores[top, None]], 1)
     windows, scores = raw[:, :2].clamp(0, duration), raw[:, 2]
-    if cfg.round_windows:
-        unit = cfg.window_unit or 1.0 / fps
+    if cfg.round_windows and cfg.window_unit is not None:
+        unit = cfg.window_unit
         inside = raw[:, 1] < duration
         windows[inside] = torch.round(windows[inside] / unit) * unit
     if cfg.nms == "hard":
