@@ -14,7 +14,7 @@ from reports import records as rec
 from reports.figures import fig7, fig8, fig9, qualitative, tradeoff
 from reports.figures.sources import FigureSkipped, Sources
 from reports.tables import common, table9
-from reports.tables.ablations import FIG7, STRATEGIES, TABLE5
+from reports.tables.ablations import FIG7, STRATEGIES, TABLE5, TABLE10
 from tests.reports_fixtures import SuiteDir, vectors
 
 FPS = 0.5
@@ -258,3 +258,11 @@ def test_fig7_without_metrics_is_skipped():
     with pytest.raises(FigureSkipped, match="no fig7 run"):
         fig7.figure(fig7.points([]))
     assert FIG7.reference == "Reversed K=4" and TABLE5.reference == "L_video + L_layer"
+
+
+def test_tradeoff_is_skipped_when_no_row_differs_in_memory_or_size(tmp_path):
+    s = SuiteDir(tmp_path / "t10", "table10")
+    s.add("self→cross", values=vectors(12))
+    s.add("cross→self", values=vectors(12, shift=1))
+    with pytest.raises(FigureSkipped, match="nothing to trade off"):
+        tradeoff.panels_for(rec.load_records(s.root), TABLE10)

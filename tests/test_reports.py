@@ -221,3 +221,59 @@ def test_holm_runs_over_the_rows_of_one_metric(tmp_path):
     got = {r.name: r.cells[(0, "MR mAP")].p_holm for r in table.rows}
     assert [got["Full-Tuning"], got["R2-Tuning"]] == pytest.approx(list(stats.holm(raw)))
     assert math.isnan(got["w/o Tuning"])
+
+
+# ---------------------------------------------------------------- Table 6: MR mAP by query length
+
+def test_length_buckets_hold_about_equal_numbers_of_queries():
+    from reports.tables.table6 import bucket_of, label, length_buckets
+    lengths = [2] * 10 + [3] * 10 + [4] * 10 + [6] * 10 + [9] * 9 + [13]
+    buckets = length_buckets(lengths)
+    assert buckets == ((2, 2), (3, 3), (4, 4), (6, 6), (9, 13))   # a 1-query tail joins the last bucket
+    assert [bucket_of(w, buckets) for w in (2, 5, 13)] == [0, None, 4]
+    assert label(2, 2) == "2 words" and label(9, 13) == "9–13 words" and label(41, None) == "41+ words"
+    assert length_buckets([]) == ()
+
+
+def test_table6_buckets_our_queries_and_marks_a_bucket_where_the_rows_differ(tmp_path):
+    from reports.tables import table6
+    n = 40
+    texts = ["red circle"] * 20 + ["a small red circle moving left in the upper half"] * 20   # 2 and 10 words
+    shift = np.r_[np.zeros(20), np.full(20, 30.0)]          # R² better on the long queries only
+    base = vectors(n)["MR-full-mAP"]
+    s = SuiteDir(tmp_path / "t6", "table6")
+    s.add("w/o Tuning", "frozen", values={"MR-full-mAP": base}, query_texts=texts)
+    s.add("R²-Tuning", "r2_tuning", values={"MR-full-mAP": base + shift}, query_texts=texts)
+    (table,) = table6.build(rec.load_records(s.root))
+    assert [c.label for c in table.blocks[0].columns] == ["2 words", "10 words"]
+    r2 = next(r for r in table.rows if r.name == "R²-Tuning")
+    short, long_ = r2.cells[(0, "2 words")], r2.cells[(0, "10 words")]
+    assert short.mean == pytest.approx(base[:20].mean()) and not short.significant
+    assert long_.mean == pytest.approx(base[20:].mean() + 30) and long_.significant and long_.n_queries == 20
+    assert any("Queries per bucket: 2 words: 20, 10 words: 20" in line and "differ from the paper's" in line
+               for line in table.setting)
+    assert any("R2-Tuning 47.08 / 49.13 / 28.79 / 67.24 / 72.38" in line for line in table.footer)
+    paths = table6.render(s.root, tmp_path / "out")
+    assert [p.name for p in paths] == ["table6.md", "table6.tex", "table6.csv"]
+
+
+def test_table6_on_qvhighlights_uses_the_papers_buckets_beside_its_numbers(tmp_path):
+    from reports.tables import table6
+    texts = ["word " * 5, "word " * 15, "word " * 45] * 4
+    s = SuiteDir(tmp_path / "t6", "table6")
+    s.add("R²-Tuning", "r2_tuning", values={"MR-full-mAP": np.linspace(0, 100, 12)}, query_texts=texts,
+          dataset="qvhighlights")
+    (table,) = table6.build(rec.load_records(s.root))
+    assert [c.label for c in table.blocks[0].columns] == ["1–10 words", "11–20 words", "21–30 words", "31–40 words",
+                                                          "41+ words"]
+    r2 = next(r for r in table.rows if r.name == "R²-Tuning")
+    assert r2.cells[(0, "41+ words")].paper == 72.38 and r2.cells[(0, "41+ words")].n_queries == 4
+    assert r2.cells[(0, "21–30 words")].text == "–"
+    assert any("the paper's bucket edges" in line for line in table.setting)
+
+
+def test_html_table_escapes_and_marks_warnings(suite):
+    from reports.tables.common import to_html
+    html = to_html(table9.build(rec.load_records(suite.root)))
+    assert html.count("<tr>") == 4 + 1 and "<th>MR mAP ours</th>" in html
+    assert "CUDA out of memory | at step 3" in html and '<td class="num">' in html

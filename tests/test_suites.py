@@ -144,3 +144,13 @@ def test_run_all_report_alone_runs_nothing_and_writes_the_report(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Suite table5" in text and not (tmp_path / "out" / "table9").exists()
     assert run_all.main(["--report", "--out", str(tmp_path / "nowhere")]) == 2
+
+
+def test_run_all_suite_all_runs_every_suite_then_writes_the_report(tmp_path, monkeypatch):
+    import run_all
+    ran = []
+    monkeypatch.setattr(run_all, "run_suite", lambda suite, args, device: ran.append(suite.name) or 0)
+    (tmp_path / "out").mkdir()
+    assert run_all.main(["--suite", "all", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert ran == list(SUITES) and ran[0] == "table9"
+    assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "report.md").is_file()

@@ -77,7 +77,7 @@ def figure(data: pd.DataFrame):
         bars = {"seed std": "± std over seeds", "bootstrap": "95 % bootstrap CI"}
         ax.set_title(f"{dataset}" + (f" (error bars: {', '.join(bars[s] for s in spreads)})" if spreads else ""),
                      fontsize=7)
-        ax.legend(frameon=False, title=None)
+    axes[0, 0].legend(frameon=False, ncol=len(STRATEGIES), loc="upper center", bbox_to_anchor=(0.5, -0.3))
     fig.tight_layout()
     return fig
 

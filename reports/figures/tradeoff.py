@@ -104,10 +104,6 @@ def figure(panels: list[tuple[str, pd.DataFrame]], y_label: str = "MR mAP"):
         if len(bars):
             ax.errorbar(bars["memory"], bars["map"], yerr=[bars["map"] - bars["low"], bars["high"] - bars["map"]],
                         fmt="none", ecolor="black", elinewidth=0.6, capsize=2, zorder=4)
-        for _, r in p.iterrows():   # label to the right of the bubble's edge
-            radius = math.sqrt(max(np.nan_to_num(r["params"]) * scale, 12)) / 2
-            ax.annotate(r["name"], (r["memory"], r["map"]), xytext=(radius + 2, 0), textcoords="offset points",
-                        fontsize=6, va="center", zorder=5)
         ax.set_xlabel("peak training memory (GiB)" + (" — estimated" if (p["memory_source"] == "estimate").any()
                                                        else ""))
         ax.set_ylabel(y_label)
@@ -115,6 +111,8 @@ def figure(panels: list[tuple[str, pd.DataFrame]], y_label: str = "MR mAP"):
         lo, hi = float(p["memory"].min()), float(p["memory"].max())
         pad = max(1.0, 0.12 * (hi - lo))
         ax.set_xlim(max(0.0, lo - pad), hi + 2.5 * pad)
+        _label(ax, p, scale)
+
     families = sorted({f for _, p in panels for f in p["family"]})
     handles = [Line2D([], [], marker="o", linestyle="", markersize=6, markerfacecolor=FAMILY_COLOURS[f],
                       markeredgecolor="black", alpha=0.6, label=FAMILY_LABELS[f]) for f in families]
@@ -125,6 +123,24 @@ def figure(panels: list[tuple[str, pd.DataFrame]], y_label: str = "MR mAP"):
                frameon=False, fontsize=6, handletextpad=2.2, columnspacing=3.0, borderpad=1.2)
     fig.tight_layout()
     return fig
+
+
+def _label(ax, points: pd.DataFrame, scale: float, gap: float = 7.0) -> None:
+    """Each bubble's name to the right of its edge; labels that would overlap (within ``gap`` pt
+    vertically and 40 pt horizontally) are moved apart vertically."""
+    ax.figure.canvas.draw()   # fixes the axes limits, so data → points is final
+    to_pt = ax.transData.transform
+    placed: list[tuple[float, float]] = []
+    for _, r in points.sort_values("map").iterrows():
+        radius = math.sqrt(max(np.nan_to_num(r["params"]) * scale, 12)) / 2
+        x, y = to_pt((r["memory"], r["map"])) * 72 / ax.figure.dpi
+        x += radius + 2
+        dy = 0.0
+        while any(abs(x - px) < 40 and abs(y + dy - py) < gap for px, py in placed):
+            dy += gap / 2
+        placed.append((x, y + dy))
+        ax.annotate(r["name"], (r["memory"], r["map"]), xytext=(radius + 2, dy), textcoords="offset points",
+                    fontsize=6, va="center", zorder=5)
 
 
 def _size_legend(biggest: float) -> list[float]:
@@ -139,11 +155,15 @@ def panels_for(records: list[dict], layout: Layout, with_paper: bool = False) ->
     panels = [("Paper: QVHighlights val, ViT-B/32 (memory in GB as printed)", paper_points())] if with_paper else []
     for dataset, part in ours.groupby("dataset", sort=False):
         src = "estimated" if (part["memory_source"] == "estimate").any() else "measured"
+        if len(part) > 1 and len({(round(m, 2), round(q, 3)) for m, q in zip(part["memory"], part["params"])}) == 1:
+            continue   # every row at one memory and size: nothing to trade off
         if dataset == PAPER_SCALE:
             panels.append((f"Ours at the paper's setting (memory {src}); y = the paper's MR mAP",
                            with_paper_map(part)))
         else:
             panels.append((f"Ours: MR mAP on {dataset}; memory at the paper's setting ({src})", part))
+    if not panels and len(ours):
+        raise FigureSkipped("every row has the same memory and parameters: nothing to trade off")
     return panels
 
 
