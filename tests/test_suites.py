@@ -2,7 +2,6 @@
 run_all plan an ablation suite makes."""
 import argparse
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch

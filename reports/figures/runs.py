@@ -11,7 +11,6 @@ version skips the figure with the reason, never silently draws another model.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
@@ -25,8 +24,7 @@ from methods.backbone import RANDOM_INIT, Backbone, BackboneError, weights_diges
 from methods.model import TransferModel
 from methods.registry import build_model, get_method
 from reports import records as rec
-from reports.figures.sources import Sources, check_run, checkpoint_of
-from reports.figures.style import FigureSkipped
+from reports.figures.sources import FigureSkipped, Sources, check_run, checkpoint_of
 
 
 def weights_path(record: dict, sources: Sources) -> str | None:
@@ -136,7 +134,3 @@ def step_layers(config: dict, depth: int) -> list[str]:
         return [f"mean {depth - k + 1}–{depth}"]
     layers = [depth - i for i in range(k)]          # reversed: last layer first
     return [str(n) for n in (layers if config.get("reverse", True) else layers[::-1])]
-
-
-def load_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
