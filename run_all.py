@@ -3,6 +3,8 @@
     python run_all.py --suite table9                      # built-in synthetic benchmark
     python run_all.py --suite table9 --paper-scale        # params + memory at the paper's setting, seconds
     python run_all.py --suite table9 --dataset qvhighlights --video-dir VIDEOS --weights ViT-B-32.pt
+    python run_all.py --suite all                         # every suite, then out/report.html + report.md
+    python run_all.py --report                            # only the report of everything under --out
 
 Finished runs are skipped on a re-run (the ledger makes an interrupted suite resume); a run
 that fails is recorded with its reason and the suite goes on.
@@ -22,7 +24,8 @@ from bench.ledger import Ledger
 from bench.provenance import code_version
 from datasets.io import REPO_ROOT
 from bench.run import RunContext, RunSpec, base_record, execute, make_run_id, run_identity
-from bench.suites import SUITES, get_suite
+from bench.suites import ALL, SUITES, get_suite
+from reports.tables.common import TableError
 from datasets.errors import InputError
 from datasets.registry import DATASETS, get_dataset, parse_overrides
 from methods.backbone import RANDOM_INIT, BackboneError, check_backbone
@@ -33,7 +36,8 @@ log = logging.getLogger("run_all")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", default="table9", choices=sorted(SUITES))
+    p.add_argument("--suite", choices=[*sorted(SUITES), ALL],
+                   help="the suite to run (default table9; 'all': every suite, then the report)")
     p.add_argument("--dataset", default="synthetic", choices=sorted(DATASETS))
     p.add_argument("--video-dir", help="folder of <vid>.mp4 files (real datasets)")
     p.add_argument("--annotations", help="folder of the dataset's annotation JSONL files "
@@ -52,7 +56,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="only parameters and memory at the paper's setting (no data, weights or training)")
     p.add_argument("--fresh", action="store_true", help="re-run runs the ledger already has")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    p.add_argument("--report", action="store_true",
+                   help="write OUT/report.html and report.md (alone: from what --out holds, running nothing)")
+    args = p.parse_args(argv)
+    if args.suite is None and not args.report:
+        args.suite = "table9"
+    return args
 
 
 def dataset_and_backbone(args):
@@ -112,9 +121,24 @@ def plan_runs(suite, args, dataset, backbone, weights, device, out_dir) -> list[
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    suite = get_suite(args.suite)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
+    names = list(SUITES) if args.suite == ALL else [args.suite] if args.suite else []
+    codes = [run_suite(get_suite(name), args, device) for name in names]
+    if args.report or args.suite == ALL:
+        from reports.report import write_report
+        try:
+            html_path, md_path, results = write_report(args.out)
+        except InputError as e:
+            log.error("error: %s", e)
+            return 2
+        log.info("report: %s, %s", html_path, md_path)
+        codes += [1 for r in results if isinstance(r, tuple)]   # a suite the report could not render
+    return max(codes, default=0)
+
+
+def run_suite(suite, args, device) -> int:
+    """Run one suite's plan into ``<out>/<suite>``, then render its tables and figures."""
     # paper-scale rows (no training) get a folder of their own so they never mix with trained runs
     out_dir = args.out / (suite.name + ("_paper_scale" if args.paper_scale else ""))
     try:
@@ -136,12 +160,16 @@ def main(argv=None) -> int:
         if ledger.done(run_id, version) and not args.fresh:
             log.info("done already: %s (use --fresh to re-run)", run_id)
             continue
-        log.info("── %s (seed %d)", spec.method, ctx.seed)
+        log.info("── %s [%s] (seed %d)", spec.method, spec.row_name(), ctx.seed)
         record = run_or_record_failure(spec, ctx, run_id)
         ledger.append(record)
         ledger.write_results_csv()      # results.csv stays current after every run
     results = ledger.write_results_csv()
-    paths = suite.render(results, out_dir)
+    try:
+        paths = suite.render(out_dir)
+    except (TableError, InputError) as e:   # e.g. two configurations under one row name: refuse, say why
+        log.error("suite %s: cannot render: %s", suite.name, e)
+        return 1
     log.info("\n%s", paths[0].read_text())
     log.info("results: %s\ntables: %s", results, ", ".join(str(p) for p in paths))
     failed = [r for r in ledger.records() if r["status"] != "ok"]

@@ -1,38 +1,27 @@
-"""Suites are data: a name, the runs (method + overrides) and the renderer of their table.
+"""Suites are data: a name, the runs (method + overrides + row name) and the renderer of their
+tables and figures (``reports.render.render`` reads the suite's ledger).
 
-Table 9 lists every row of the paper in the paper's order; a row whose method is not in the
-registry yet is skipped (and named) rather than failed, so adding a method file is enough
-to add its row.
+* ``table9`` (``transfer.py``): the transfer methods of the paper's Table 9;
+* ``table5``, ``table6``, ``table10``, ``table11``, ``table12``, ``fig7`` (``ablations.py``):
+  the paper's ablations of R²-Tuning.
+
+``SUITES`` is the registry ``run_all.py`` reads; ``ALL`` names every suite in the order
+``run_all.py --suite all`` runs them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from bench.suites.ablations import ABLATIONS
+from bench.suites.base import Suite
+from bench.suites.transfer import TABLE9
 
-from bench.run import RunSpec
-from reports.tables import table9
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    description: str
-    runs: tuple[RunSpec, ...]
-    render: Callable  # render(results_csv, out_dir) -> list[Path]
-
-
-SUITES: dict[str, Suite] = {
-    "table9": Suite(
-        name="table9",
-        description="Table 9: transfer-learning methods with identical heads and pipelines",
-        runs=tuple(RunSpec(m) for m in ("frozen", "full", "lora", "vpt", "vop", "st_adapter",
-                                        "e3va", "losa", "lst", "r2_tuning")),
-        render=table9.render,
-    ),
-}
+SUITES: dict[str, Suite] = {s.name: s for s in (TABLE9, *ABLATIONS)}
+ALL = "all"
 
 
 def get_suite(name: str) -> Suite:
     if name not in SUITES:
         raise KeyError(f"unknown suite '{name}'; available: {sorted(SUITES)}")
     return SUITES[name]
+
+
+__all__ = ["ALL", "SUITES", "Suite", "get_suite"]

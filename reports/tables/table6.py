@@ -1,0 +1,161 @@
+"""Table 6: MR mAP by query length (words), ours beside the paper's.
+
+Each run's per-query MR mAP (``per_query.csv``) is joined on qid with the query text of its
+predictions file, and the queries are bucketed by their number of words. QVHighlights uses the
+paper's buckets (1–10, 11–20, 21–30, 31–40, 41+ words). Other datasets use buckets over the
+lengths that occur in their evaluation queries (up to five buckets of about equal size, see
+:func:`length_buckets`): the built-in benchmark's queries are 2–13 words long, so the paper's
+edges would put all of them in one bucket. The table says so, and lists the paper's rows
+with their own edges underneath.
+
+Per cell: the bucket's mean MR mAP with a 95 % bootstrap interval over its queries (mean ±
+std over seeds with several seeds), and ``*`` when the row differs from the reference row
+(w/o Tuning) on the bucket's queries (paired permutation test; Holm over the table's rows).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from reports import records as rec
+from reports.paper import paper_table
+from reports.tables.common import (Block, Cell, Column, Layout, Row, Table, _per_query_matrix, build_table,
+                                   cells_from_matrices, fmt, pool, setting_lines, write_table)
+
+KEY = "MR-full-mAP"
+PAPER_TABLE = "table6_query_length"
+PAPER_EDGES = ((1, 10), (11, 20), (21, 30), (31, 40), (41, None))
+PAPER_COLUMNS = ("words_1-10", "words_11-20", "words_21-30", "words_31-40", "words_41+")
+MAX_BUCKETS = 5
+
+LAYOUT = Layout(
+    suite="table6",
+    title="Table 6 — MR mAP by query length (words): ours vs paper",
+    rows=(Row("R²-Tuning", {"method": "R2-Tuning"}), Row("w/o Tuning")),
+    columns=(Column("MR mAP", KEY),),
+    reference="w/o Tuning",
+    reference_why=("frozen CLIP with the same head: does R²-Tuning's gain hold for short and long queries alike? "
+                   "A mark says the bucket's difference is more than query noise."),
+    paper_table=PAPER_TABLE,
+    paper_setting="Paper: QVHighlights val, CLIP ViT-B/32 (R²-Tuning, Table 6).",
+)
+
+
+def label(lo: int, hi: int | None) -> str:
+    if hi is None:
+        return f"{lo}+ words"
+    return f"{lo} word{'s' if lo > 1 else ''}" if lo == hi else f"{lo}–{hi} words"
+
+
+def length_buckets(lengths, n: int = MAX_BUCKETS) -> tuple[tuple[int, int | None], ...]:
+    """Up to ``n`` buckets of consecutive word counts holding about equal numbers of queries
+    (a bucket closes once it holds ≥ 1/n of the queries; a small remainder joins the last one)."""
+    counts = pd.Series(list(lengths)).value_counts().sort_index()
+    if counts.empty:
+        return ()
+    target = counts.sum() / n
+    buckets, start, held = [], None, 0
+    for length, count in counts.items():
+        start = length if start is None else start
+        held += count
+        if held >= target and len(buckets) < n - 1:
+            buckets.append([start, length])
+            start, held = None, 0
+    if start is not None:
+        if buckets and held < target / 2:
+            buckets[-1][1] = int(counts.index[-1])
+        else:
+            buckets.append([start, int(counts.index[-1])])
+    return tuple((int(lo), int(hi)) for lo, hi in buckets)
+
+
+def bucket_of(words: int, buckets) -> int | None:
+    for i, (lo, hi) in enumerate(buckets):
+        if words >= lo and (hi is None or words <= hi):
+            return i
+    return None
+
+
+def query_lengths(records: list[dict]) -> pd.Series:
+    """Words per query (index qid as text) from the runs' predictions files (first run wins)."""
+    lengths = {}
+    for r in records:
+        for line in rec.predictions(r):
+            qid = str(line.get("qid"))
+            if qid not in lengths and isinstance(line.get("query"), str):
+                lengths[qid] = len(line["query"].split())
+    return pd.Series(lengths, dtype=float)
+
+
+def build(records: list[dict], paper=None) -> list[Table]:
+    """One table per dataset found in ``records`` (columns: that dataset's length buckets)."""
+    frame = paper if isinstance(paper, pd.DataFrame) else (pd.read_csv(paper) if paper else paper_table(PAPER_TABLE))
+    datasets = list(dict.fromkeys(r.get("dataset") for r in records)) or [None]
+    tables = []
+    for dataset in datasets:
+        here = [r for r in records if r.get("dataset") == dataset]
+        ok = [r for r in here if r.get("status") == "ok"]
+        groups = pool(ok, LAYOUT, f" on {dataset}")
+        lengths = query_lengths(ok)
+        paper_edges = dataset == "qvhighlights"
+        buckets = PAPER_EDGES if paper_edges else length_buckets(lengths.to_numpy(int))
+        columns = tuple(Column(label(lo, hi), KEY, PAPER_COLUMNS[i] if paper_edges else None)
+                        for i, (lo, hi) in enumerate(buckets))
+        layout = replace(LAYOUT, columns=columns)
+        base = build_table(here, replace(LAYOUT, columns=()), frame)  # rows, statuses, failure notes
+        block = Block("", dataset, columns)
+        matrices, notes = {}, {}
+        for row, runs in groups.items():
+            m, why = _per_query_matrix(runs, KEY)
+            if m is None:
+                notes[row] = why.replace("no interval, no test", "no buckets")
+            else:
+                missing = m.index.difference(lengths.index)
+                if len(missing):
+                    notes[row] = f"{len(missing)} qids have no query text in the predictions"
+                matrices[row] = m
+        words = lengths.reindex(next(iter(matrices.values())).index) if matrices else pd.Series(dtype=float)
+        sizes = []
+        for b, col in enumerate(columns):
+            qids = [q for q, w in words.items() if not math.isnan(w) and bucket_of(int(w), buckets) == b]
+            sizes.append(len(qids))
+            sub = {row: m.loc[m.index.intersection(qids)] for row, m in matrices.items()}
+            sub = {row: m for row, m in sub.items() if len(m)}
+            cells, more = cells_from_matrices(sub, {row: [math.nan] * len(groups[row]) for row in sub},
+                                              LAYOUT.reference, KEY)
+            for res in base.rows:
+                cell = cells.get(res.name, Cell())
+                if res.paper is not None and col.paper:
+                    cell.paper = float(res.paper[col.paper])
+                    cell.paper_text = fmt(cell.paper)
+                res.cells[(0, col.label)] = cell
+            for row, note in more.items():
+                notes.setdefault(row, note)
+        for res in base.rows:
+            if res.name in notes:
+                res.notes.append(notes[res.name])
+        edges = ("the paper's bucket edges" if paper_edges else
+                 "bucket edges over the lengths of this dataset's queries — they differ from the paper's "
+                 "(1–10 … 41+ words), which would put every query here in one bucket")
+        setting = setting_lines(here, layout, [block])
+        setting.insert(-1, f"Queries per bucket: {', '.join(f'{c.label}: {n}' for c, n in zip(columns, sizes))} "
+                           f"({edges}).")
+        paper_rows = "; ".join(f"{r['method']} " + " / ".join(f"{float(r[c]):.2f}" for c in PAPER_COLUMNS)
+                               for _, r in frame.iterrows())
+        footer = [f"Paper's rows (QVHighlights val; words 1–10 / 11–20 / 21–30 / 31–40 / 41+): {paper_rows}."]
+        tables.append(Table(layout, [block], base.rows, setting, footer))
+    return tables
+
+
+def render(suite_dir, out_dir=None, paper=None) -> list[Path]:
+    """``table6.md/.tex/.csv`` (one table per dataset; a second dataset's files are suffixed)."""
+    tables = build(rec.load_records(suite_dir), paper)
+    paths = []
+    for i, table in enumerate(tables):
+        if i:
+            table.layout = replace(table.layout, suite=f"table6_{table.blocks[0].dataset}")
+        paths += write_table(table, out_dir or suite_dir)
+    return paths
