@@ -52,22 +52,18 @@ class DatasetSpec:
         return path
 
 
-# Sized so that all ten Table 9 rows train in about 15 minutes on 2 CPU cores (PETL rows,
-# which backpropagate through the tiny CLIP from frames, run at ~24 videos/s there).
-SYNTHETIC_SIZES = dict(n_train=160, n_val=50, n_test=40, duration=60)
-
-
-def synthetic_spec(seed: int = 0, progress: bool = True, **sizes) -> DatasetSpec:
-    """The built-in benchmark (generated on first use, cached)."""
+def synthetic_spec(seed: int = 0, progress: bool = True, size: str = "default", **sizes) -> DatasetSpec:
+    """The built-in benchmark at ``size`` (``datasets.synthetic.presets``: videos and training
+    preset; ``sizes`` override the video counts), generated on first use and cached."""
     from datasets.synthetic.generator import generate
-    root = generate(seed=seed, progress=progress, **{**SYNTHETIC_SIZES, **sizes})
+    from datasets.synthetic.presets import PRESETS, SIZES, benchmark_version
+    version = benchmark_version(size) + ("-custom" if sizes else "")
+    root = generate(seed=seed, progress=progress, **{**SIZES[size], **sizes})
     ann = root / "annotations"
     return DatasetSpec(
         name="synthetic", splits={s: ann / f"{s}.jsonl" for s in ("train", "val", "test")},
-        video_dir=root / "videos", fps=0.5,
-        train=dict(batch_size=16, lr=1e-3, epochs=9, warmup_iters=30, lr_drop_epoch=7),
-        head=dict(dropout=0.1, saliency_weight=0.1, nms="hard", nms_threshold=0.7),
-        description=f"built-in synthetic benchmark (seed {seed}) at {root}")
+        video_dir=root / "videos", fps=0.5, train=dict(PRESETS[size]["train"]), head=dict(PRESETS[size]["head"]),
+        description=f"built-in synthetic benchmark {version} (seed {seed}) at {root}")
 
 
 def qvhighlights_spec(video_dir: str | Path, annotation_dir: str | Path | None = None) -> DatasetSpec:

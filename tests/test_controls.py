@@ -1,0 +1,90 @@
+"""The benchmark's controls on a reduced synthetic benchmark (docs/benchmark.md, "Controls").
+
+Positive control: a head that reads another sample's query must come out significantly worse
+than w/o Tuning. Negative control: w/o Tuning under two training seeds, compared as if they
+were two methods, must not come out significant. Both use the paired permutation test of
+``bench.stats`` on per-query MR AP, as the suite's tables do.
+"""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.metrics.qvhighlights import MAX_PRED_WINDOWS, _mr_ap
+from bench.run import RunContext, RunSpec, execute
+from bench.stats import paired_test
+from datasets import vtg
+from datasets.synthetic import tiny_clip
+from methods.registry import build_model, get_method
+from methods.backbone import Backbone
+
+SIZES = dict(n_train=24, n_val=60, n_test=0, duration=30)
+TRAIN = dict(epochs=10, batch_size=8, warmup_iters=5, lr_drop_epoch=None)
+
+
+def per_query_map(record: dict, samples) -> np.ndarray:
+    """MR AP per query (mean over IoU thresholds, points), in the order of ``samples``."""
+    lines = {p["qid"]: p for p in map(json.loads, Path(record["predictions"]).read_text().splitlines())}
+    gts = [np.asarray(s.raw["relevant_windows"], float).reshape(-1, 2) for s in samples]
+    preds = [np.asarray(lines[s.qid]["pred_relevant_windows"], float)[:MAX_PRED_WINDOWS] for s in samples]
+    return 100 * _mr_ap(gts, preds).mean(1)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("controls")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # small batches: threads only spin on a shared machine
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("R2BENCH_CACHE", str(root))
+            spec = vtg.synthetic_spec(progress=False, size="small", **SIZES)
+            model, _ = tiny_clip.train(seed=0, steps=40, batch_size=32, n_heldout=16, progress=False)
+            weights = tiny_clip.save(model, root / "tiny.safetensors", {})
+            samples = spec.samples("val")
+            out = {}
+            for name, method, seed in (("frozen_s0", "frozen", 0), ("frozen_s1", "frozen", 1),
+                                       ("shuffled", "control_shuffled_queries", 0)):
+                ctx = RunContext("controls", spec, "R2Bench-Tiny", str(weights), torch.device("cpu"), root / "out",
+                                 seed, train_overrides=TRAIN, progress=False)
+                out[name] = per_query_map(execute(RunSpec(method), ctx, name), samples)
+            yield out
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_positive_control_is_significantly_worse(runs):
+    res = paired_test(runs["shuffled"], runs["frozen_s0"], n_resamples=2000)
+    assert res.n >= 100
+    assert res.diff < 0 and res.high < 0 and res.p_value < 0.05, res
+
+
+def test_negative_control_is_not_significant(runs):
+    res = paired_test(runs["frozen_s1"], runs["frozen_s0"], n_resamples=2000)
+    assert not np.array_equal(runs["frozen_s1"], runs["frozen_s0"])     # two different trained models
+    assert res.p_value > 0.05 and res.low < 0 < res.high, res
+
+
+def test_controls_destroy_their_input():
+    backbone = Backbone("R2Bench-Tiny")
+    b, t = 3, 5
+    video = torch.randn(b, t, 1, backbone.tokens_per_frame, backbone.video_width)
+    mask = torch.ones(b, t, dtype=torch.bool)
+    mask[2, 3:] = False
+    ids = backbone.tokenize(["a red circle", "a blue square", "two green triangles"])
+    seen = {}
+    for name in ("control_shuffled_queries", "control_mean_frame", "frozen"):
+        model = build_model(name, backbone, {"dropout": 0.0, "drop_path": 0.0}).eval()
+        model.head.forward = lambda v, vm, txt, tm, name=name: seen.__setitem__(name, (v, txt))
+        model({"video_features": video, "video_mask": mask, "text_ids": ids})
+    text, _ = backbone.encode_text(ids, 1)
+    torch.testing.assert_close(seen["frozen"][1], text)
+    torch.testing.assert_close(seen["control_shuffled_queries"][1], text.roll(1, 0))
+    mean_video = seen["control_mean_frame"][0]
+    torch.testing.assert_close(mean_video[0], video[0].mean(0, keepdim=True).expand(t, -1, -1, -1))
+    torch.testing.assert_close(mean_video[2, :3], video[2, :3].mean(0, keepdim=True).expand(3, -1, -1, -1))
+    assert (mean_video[2, 3:] == 0).all()
+    assert get_method("control_shuffled_queries").category == "frozen"
+    assert get_method("control_mean_frame").label == "Control: mean frame"
