@@ -40,7 +40,7 @@ MAX_QUERIES_PER_VIDEO = 3
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (215, 40, 40), "green": (40, 185, 60), "blue": (45, 85, 225), "yellow": (235, 210, 35)}
-SIZES = {"small": 0.09, "large": 0.17}           # radius, as a fraction of the frame side
+RADII = {"small": 0.09, "large": 0.17}           # object radius per size, as a fraction of the frame side
 MOTIONS = ("left", "right", "up", "down", "still")
 HALVES = {"upper": (0.14, 0.38), "lower": (0.62, 0.86)}   # band of the centre's y
 ATTRIBUTES = ("size", "colour", "shape", "motion", "half")
@@ -54,7 +54,7 @@ LEVELS = (
     (("size", "colour", "shape", "half"), ("size", "colour", "shape", "motion"), ("colour", "shape", "motion", "half")),
     (("size", "colour", "shape", "motion", "half"),),
 )
-_VALUES = {"size": tuple(SIZES), "colour": tuple(COLOURS), "shape": SHAPES, "motion": MOTIONS, "half": tuple(HALVES)}
+_VALUES = {"size": tuple(RADII), "colour": tuple(COLOURS), "shape": SHAPES, "motion": MOTIONS, "half": tuple(HALVES)}
 _PREFIXES = ("", "there is ", "we see ", "the video shows ")
 _SPEED = {"left": (-0.07, 0.0), "right": (0.07, 0.0), "up": (0.0, -0.035), "down": (0.0, 0.035), "still": (0.0, 0.0)}
 
@@ -82,7 +82,7 @@ class Obj:
 
     def centre(self, t: float) -> tuple[float, float]:
         """Centre at time ``t``; horizontal motion wraps across the frame, vertical within the half."""
-        r = SIZES[self.size]
+        r = RADII[self.size]
         vx, vy = _SPEED[self.motion]
         x = (self.x0 + r + vx * t) % (1 + 2 * r) - r if vx else self.x0
         lo, hi = HALVES[self.half]
@@ -101,7 +101,7 @@ class Scene:
 
 def _random_object(rng: np.random.Generator, **fixed) -> Obj:
     a = {n: fixed.get(n, _VALUES[n][rng.integers(len(_VALUES[n]))]) for n in ATTRIBUTES}
-    r = SIZES[a["size"]]
+    r = RADII[a["size"]]
     x0 = float(rng.uniform(r, 1 - r))
     y0 = float(rng.uniform(*HALVES[a["half"]]))
     return Obj(**a, x0=x0, y0=y0)
@@ -166,7 +166,7 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _mask(obj: Obj, cx: float, cy: float, size: int) -> np.ndarray:
     xx, yy = _grid(size)
-    r = SIZES[obj.size]
+    r = RADII[obj.size]
     dx, dy = xx - cx, yy - cy
     if obj.shape == "circle":
         return dx * dx + dy * dy <= r * r
@@ -179,7 +179,7 @@ def _mask(obj: Obj, cx: float, cy: float, size: int) -> np.ndarray:
 
 
 def _draw_order(scene: Scene) -> list[Obj]:
-    return sorted(scene.objects, key=lambda o: -SIZES[o.size])
+    return sorted(scene.objects, key=lambda o: -RADII[o.size])
 
 
 def render(scene: Scene, size: int, t: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
