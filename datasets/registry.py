@@ -168,7 +168,12 @@ class DatasetSpec:
     video_name: str = "{vid}"                     # file stem of a video (TACoS: "{vid}-cam-002")
     video_exts: tuple[str, ...] = VIDEO_EXTS
     notes: str = ""                               # what the public code does that the preset cannot say
-    materialize: Callable[[bool], Path] | None = field(default=None, compare=False, repr=False)
+    materialize: Callable[[bool, str | None], Path] | None = field(default=None, compare=False, repr=False)
+    # Named sizes of a generated dataset (the built-in benchmark: small/default/large): size ->
+    # its preset; ``size`` is the one this spec is at, ``version_name(size)`` names it in records.
+    sizes: Mapping[str, Preset] = field(default_factory=dict, compare=False, repr=False)
+    size: str | None = None
+    version_name: Callable[[str | None], str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "tasks", frozenset(self.tasks))
@@ -202,6 +207,13 @@ class DatasetSpec:
         check_head(preset.head, "<override>")
         return dataclasses.replace(self, preset=preset)
 
+    def with_size(self, size: str) -> DatasetSpec:
+        """This generated dataset at another named size (its videos and its preset)."""
+        if size not in self.sizes:
+            have = f"sizes {', '.join(self.sizes)}" if self.sizes else "no sizes (it is not generated)"
+            raise ValueError(f"dataset '{self.name}' has {have}; got --size {size}")
+        return dataclasses.replace(self, size=size, preset=self.sizes[size])
+
     def read(self, path: str | PathLike, *, require_labels: bool = True) -> list[Sample]:
         """Read one annotation file with this dataset's reader and parameters."""
         reader = get_reader(self.format)
@@ -218,7 +230,7 @@ class DatasetSpec:
         folder = self.default_annotation_dir
         mapping: dict[str, Path] = {}
         if annotations is None and self.materialize is not None:
-            root = self.materialize(progress)
+            root = self.materialize(progress, self.size)
             folder = root / "annotations"
             video_dir = video_dir if video_dir is not None else root / "videos"
         elif isinstance(annotations, Mapping):
@@ -273,6 +285,11 @@ class Dataset:
         return self.spec.test_split
 
     @cached_property
+    def benchmark_version(self) -> str | None:
+        """A generated dataset's version name (e.g. ``synthetic-g2c2-default``), else None."""
+        return self.spec.version_name(self.spec.size) if self.spec.version_name else None
+
+    @property
     def version(self) -> str:
         """A digest of the annotation files (their bytes) and the video folder's path: run
         records name it, so results from other annotation files never pool."""
@@ -435,28 +452,39 @@ register_dataset(DatasetSpec(
 
 # --------------------------------------------------------------------------- the built-in benchmark
 
-# Sized so that all ten Table 9 rows train in about 15 minutes on 2 CPU cores (PETL rows,
-# which backpropagate through the tiny CLIP from frames, run at ~24 videos/s there).
-SYNTHETIC_SIZES = dict(n_train=160, n_val=50, n_test=40, duration=60)
-
-
-def _generate_synthetic(progress: bool, seed: int = 0, **sizes) -> Path:
+def _generate_synthetic(progress: bool, size: str | None, seed: int = 0, **sizes) -> Path:
     from datasets.synthetic.generator import generate
-    return generate(seed=seed, progress=progress, **{**SYNTHETIC_SIZES, **sizes})
+    from datasets.synthetic.presets import DEFAULT_SIZE, SIZES
+    return generate(seed=seed, progress=progress, **{**SIZES[size or DEFAULT_SIZE], **sizes})
 
 
+def _synthetic_presets() -> dict[str, Preset]:
+    from datasets.synthetic.presets import PRESETS
+    return {size: Preset(train=dict(p["train"]), head={**p["head"], "window_unit": 2.0})   # one clip
+            for size, p in PRESETS.items()}
+
+
+def _synthetic_version(size: str | None) -> str:
+    from datasets.synthetic.presets import DEFAULT_SIZE, benchmark_version
+    return benchmark_version(size or DEFAULT_SIZE)
+
+
+_SYNTHETIC_PRESETS = _synthetic_presets()
 register_dataset(DatasetSpec(
     name="synthetic", title="Synthetic (built-in)", format="qvhighlights", metric="qvhighlights",
     tasks={"mr", "hd"}, fps=0.5, clip_seconds=2.0,
     annotation_files={"train": "train.jsonl", "val": "val.jsonl", "test": "test.jsonl"},
     train_split="train", eval_split="val", test_split="test",
-    preset=Preset(train=dict(batch_size=16, lr=1e-3, epochs=9, warmup_iters=30, lr_drop_epoch=7),
-                  head=dict(dropout=0.1, saliency_weight=0.1, nms="hard", nms_threshold=0.7, window_unit=2.0)),
-    notes="Generated on first use (datasets.synthetic.generator), cached under R2BENCH_CACHE.",
+    preset=_SYNTHETIC_PRESETS["default"], sizes=_SYNTHETIC_PRESETS, size="default",
+    version_name=_synthetic_version,
+    notes="Generated on first use (datasets.synthetic.generator), cached under R2BENCH_CACHE; "
+          "sizes small/default/large (datasets.synthetic.presets, docs/benchmark.md).",
     materialize=_generate_synthetic))
 
 
-def synthetic_dataset(seed: int = 0, progress: bool = True, **sizes) -> Dataset:
-    """The built-in benchmark with another seed or size (generated on first use, cached)."""
-    spec = dataclasses.replace(get_dataset("synthetic"), materialize=partial(_generate_synthetic, seed=seed, **sizes))
+def synthetic_dataset(seed: int = 0, progress: bool = True, size: str = "default", **sizes) -> Dataset:
+    """The built-in benchmark at a named size, with another seed or custom video counts
+    (generated on first use, cached)."""
+    spec = get_dataset("synthetic").with_size(size)
+    spec = dataclasses.replace(spec, materialize=partial(_generate_synthetic, seed=seed, **sizes))
     return spec.bind(progress=progress)

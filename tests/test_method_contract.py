@@ -119,12 +119,16 @@ def test_padding_frames_do_not_change_real_frames(name, backbone_state):
     # would pass whatever they do with padded frames
     train_step(model, batch_of([long, short]), make_step_state(model, TrainConfig(lr=1e-2), torch.device("cpu")))
     model.eval()
+    batch = batch_of([long, short])
+    extra = 3                               # the same batch with 3 more padded frames at the end
+    padded = dict(batch, frames=torch.cat([batch["frames"], torch.randn(2, extra, *batch["frames"].shape[2:])], 1),
+                  video_mask=torch.cat([batch["video_mask"], torch.zeros(2, extra, dtype=torch.bool)], 1),
+                  saliency=torch.cat([batch["saliency"], torch.zeros(2, extra)], 1))
     with torch.no_grad():
-        together = model(batch_of([long, short]))
-        alone = model(batch_of([short]))
-    n = short["video"].shape[0]
-    torch.testing.assert_close(together.h[1, :n], alone.h[0], atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(together.query[1], alone.query[0], atol=1e-5, rtol=1e-4)
+        a, b = model(batch), model(padded)
+    real = batch["video_mask"]
+    torch.testing.assert_close(b.h[:, : real.shape[1]][real], a.h[real], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(b.query, a.query, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -82,7 +82,7 @@ def test_annotations_are_valid_qvhighlights(bench):
     for rows in anns.values():
         for r in rows:
             per_video[r["vid"]] = per_video.get(r["vid"], 0) + 1
-    assert len(per_video) == 7 and set(per_video.values()) <= {1, 2}
+    assert len(per_video) == 7 and set(per_video.values()) <= set(range(1, S.MAX_QUERIES_PER_VIDEO + 1))
 
 
 def test_annotation_reader_accepts_the_files(bench):
@@ -104,6 +104,34 @@ def test_queries_name_exactly_one_object_and_mix_granularities():
             coarse += core.count(" ") == 2          # "a red circle"
             fine += "half" in core and ("moving" in core or "still" in core)
     assert coarse > 50 and fine > 0
+
+
+def test_every_query_target_is_windowed_and_videos_hold_several_queries():
+    counts = []
+    for index in range(100):
+        scene, anns = S.video_content(1, index, 60, 64)
+        counts.append(len(anns))
+        assert len({a["query"][a["query"].index("a "):] for a in anns}) == len(anns)   # distinct targets
+    assert max(counts) == S.MAX_QUERIES_PER_VIDEO and min(counts) >= 1 and np.mean(counts) > 1.8
+
+
+def test_pretraining_captions_name_only_coarse_attributes():
+    rng = np.random.default_rng(0)
+    fine_words = {"small", "large", "upper", "lower", "left", "right", "up", "down", "still", "moving", "half"}
+    for _ in range(200):
+        scene = S.random_scene(rng)
+        caption = S.scene_caption(scene, rng)
+        assert not fine_words & set(caption.replace(",", "").split()), caption
+        assert 1 <= len(scene.objects) <= 4
+    scene = S.Scene((S.Obj("small", "red", "circle", "left", "upper", 0.2, 0.2),
+                     S.Obj("large", "red", "circle", "still", "lower", 0.7, 0.7),
+                     S.Obj("small", "blue", "square", "up", "lower", 0.4, 0.7)), (120, 120, 120))
+    assert S.scene_caption(scene) == "a blue square and two red circles"
+    # a twin that differs only in size or position gets the same caption
+    twin = S.Scene((S.Obj("large", "blue", "square", "down", "upper", 0.8, 0.3),
+                    S.Obj("large", "red", "circle", "still", "upper", 0.1, 0.2),
+                    S.Obj("small", "red", "circle", "left", "lower", 0.5, 0.8)), (90, 90, 90))
+    assert S.scene_caption(twin) == S.scene_caption(scene)
 
 
 def test_renderer_and_captions():
@@ -156,3 +184,18 @@ def test_refuses_to_overwrite_foreign_directory(tmp_path):
     with pytest.raises(FileExistsError):
         S.generate(tmp_path / "mine", **TINY)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_presets_and_version():
+    from datasets.synthetic import presets as P
+    assert set(P.SIZES) == set(P.PRESETS) == set(P.SIZE_NAMES) == {"small", "default", "large"}
+    vals = [P.SIZES[s]["n_val"] for s in P.SIZE_NAMES]
+    assert vals == sorted(vals) and len(set(vals)) == 3
+    from datasets.synthetic.tiny_clip import TINY_CLIP_VERSION
+    assert P.benchmark_version() == f"synthetic-g{S.GENERATOR_VERSION}c{TINY_CLIP_VERSION}-default"
+    assert P.benchmark_version("small").endswith("-small")
+    with pytest.raises(ValueError, match="unknown benchmark size 'huge'"):
+        P.benchmark_version("huge")
+    for size in P.SIZE_NAMES:
+        S._config(seed=0, write_fps=2, frame_size=64, **P.SIZES[size])        # valid generator arguments
+        assert {"epochs", "batch_size", "lr"} <= set(P.PRESETS[size]["train"])

@@ -93,7 +93,36 @@ def test_ensure_trains_once_then_reuses(monkeypatch):
 
     monkeypatch.setattr(T, "train", fake_train)
     path = T.ensure_tiny_clip(seed=2)
-    assert path == T.checkpoint_path(2) and path.is_file() and path.name == "R2Bench-Tiny-s2.safetensors"
+    assert path == T.checkpoint_path(2) and path.is_file() and path.name == f"R2Bench-Tiny-v{T.TINY_CLIP_VERSION}-s2.safetensors"
     assert T.ensure_tiny_clip(seed=2) == path and calls == [(2, T.DEFAULT_STEPS)]
     T.save(T.create_model(), path, {"model": "R2Bench-Tiny", "seed": "2", "steps": "7"})  # another recipe
     assert T.ensure_tiny_clip(seed=2) == path and len(calls) == 2
+
+
+def test_ridge_probe_finds_linear_signal_and_not_noise():
+    from datasets.synthetic.probe import ridge_accuracy
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 100))
+    y = (x[:, :3].sum(1) > 0).astype(int)                    # a linear function of 3 of 100 features
+    assert ridge_accuracy(x, y, 360, 120) > 0.9
+    noise = rng.integers(0, 2, size=600)                      # labels unrelated to the features
+    assert ridge_accuracy(x, noise, 360, 120) < 0.65
+    three = x[:, :3].argmax(1)                                # three classes, linearly separable
+    assert ridge_accuracy(x, three, 360, 120) > 0.7
+
+
+def test_probe_scenes_and_table(trained):
+    from datasets.synthetic import probe
+    from methods.backbone import Backbone
+    frames, labels = probe.probe_scenes(40, seed=1)
+    assert frames.shape == (40, 2, 64, 64, 3) and frames.dtype == np.uint8
+    assert set(labels) == set(probe.PROBE_ATTRIBUTES) and all(len(v) == 40 for v in labels.values())
+    assert labels["size"].max() == 1 and labels["motion"].max() <= 4 and set(labels["side"]) == {0, 1}
+    change = np.abs(frames[:, 0].astype(int) - frames[:, 1]).max(axis=(1, 2, 3))
+    moving = labels["motion"] != 4                            # a moving object is elsewhere 2 s later
+    assert (change[~moving] < 60).all() and (change[moving] > 60).mean() > 0.9
+    path = T.save(trained[0], T.checkpoint_path(0, 3), {})
+    result = probe.run_probes(Backbone(T.MODEL_NAME, path), n=60)
+    table = probe.format_table(result)
+    assert table.count("\n") == 1 + 2 * len(probe.PROBE_ATTRIBUTES) and "layer 6" in table
+    assert all(len(v) == 6 and all(0 <= a <= 1 for a in v) for v in result["tokens"].values())

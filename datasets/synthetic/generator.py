@@ -1,14 +1,18 @@
 """A small, seeded, built-in video temporal grounding benchmark in QVHighlights format.
 
-Each video shows coloured shapes on a mildly noisy background. Every object has attributes
-(size, colour, shape, motion, half of the frame) and is visible during one or two windows
-aligned to 2-s clips (or, for some distractors, all the time). A query names one target
-object with the coarsest description that is unambiguous in its video, so distractors that
-share its colour and shape force fine-grained (spatial, motion) queries. Saliency comes from
-three simulated annotators and depends on how visible, large and central the target is.
+Each video shows coloured shapes on a mildly noisy background. Every object has coarse
+attributes (colour, shape) and fine ones (size, half of the frame, motion), and is visible
+during one or two windows aligned to 2-s clips (or, for some distractors, all the time).
+Every windowed object that some description singles out becomes a query (up to
+``MAX_QUERIES_PER_VIDEO``), named with the coarsest description that is unambiguous in its
+video: distractors that share its colour and shape force fine (spatial, motion) queries.
+Saliency comes from three simulated annotators and depends on how visible, large and central
+the target is.
 
-The scene renderer (``random_scene``, ``render``) and caption generator (``describe``,
-``unambiguous_attribute_sets``) are shared with the tiny CLIP's pretraining.
+The tiny CLIP is pretrained at image level on the same renderer (``random_scene``,
+``render``) with coarse captions only (``scene_caption``: colours, shapes and counts, never
+size, position or motion), as real CLIP's alt-text rarely pins down where or how large a
+thing is. See docs/benchmark.md for the design and its reasoning.
 """
 from __future__ import annotations
 
@@ -29,15 +33,20 @@ from tqdm import tqdm
 from datasets.io import cache_dir
 from datasets.formats.qvhighlights import CLIP_SECONDS
 
-GENERATOR_VERSION = 1
+# 1: queries for 1–2 targets per video, tiny CLIP captions named every static attribute.
+# 2: up to MAX_QUERIES_PER_VIDEO targets per video; coarse image-level captions (scene_caption).
+GENERATOR_VERSION = 2
+MAX_QUERIES_PER_VIDEO = 3
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (215, 40, 40), "green": (40, 185, 60), "blue": (45, 85, 225), "yellow": (235, 210, 35)}
-SIZES = {"small": 0.09, "large": 0.17}           # radius, as a fraction of the frame side
+RADII = {"small": 0.09, "large": 0.17}           # object radius per size, as a fraction of the frame side
 MOTIONS = ("left", "right", "up", "down", "still")
 HALVES = {"upper": (0.14, 0.38), "lower": (0.62, 0.86)}   # band of the centre's y
 ATTRIBUTES = ("size", "colour", "shape", "motion", "half")
 STATIC_ATTRIBUTES = ("size", "colour", "shape", "half")
+COARSE_ATTRIBUTES = ("colour", "shape")          # the only ones pretraining captions name
+FINE_ATTRIBUTES = ("size", "half", "motion")     # only grounding queries name these
 # Descriptions from coarse to fine; a query uses the coarsest unambiguous level.
 LEVELS = (
     (("colour", "shape"),),
@@ -45,7 +54,7 @@ LEVELS = (
     (("size", "colour", "shape", "half"), ("size", "colour", "shape", "motion"), ("colour", "shape", "motion", "half")),
     (("size", "colour", "shape", "motion", "half"),),
 )
-_VALUES = {"size": tuple(SIZES), "colour": tuple(COLOURS), "shape": SHAPES, "motion": MOTIONS, "half": tuple(HALVES)}
+_VALUES = {"size": tuple(RADII), "colour": tuple(COLOURS), "shape": SHAPES, "motion": MOTIONS, "half": tuple(HALVES)}
 _PREFIXES = ("", "there is ", "we see ", "the video shows ")
 _SPEED = {"left": (-0.07, 0.0), "right": (0.07, 0.0), "up": (0.0, -0.035), "down": (0.0, 0.035), "still": (0.0, 0.0)}
 
@@ -73,7 +82,7 @@ class Obj:
 
     def centre(self, t: float) -> tuple[float, float]:
         """Centre at time ``t``; horizontal motion wraps across the frame, vertical within the half."""
-        r = SIZES[self.size]
+        r = RADII[self.size]
         vx, vy = _SPEED[self.motion]
         x = (self.x0 + r + vx * t) % (1 + 2 * r) - r if vx else self.x0
         lo, hi = HALVES[self.half]
@@ -92,7 +101,7 @@ class Scene:
 
 def _random_object(rng: np.random.Generator, **fixed) -> Obj:
     a = {n: fixed.get(n, _VALUES[n][rng.integers(len(_VALUES[n]))]) for n in ATTRIBUTES}
-    r = SIZES[a["size"]]
+    r = RADII[a["size"]]
     x0 = float(rng.uniform(r, 1 - r))
     y0 = float(rng.uniform(*HALVES[a["half"]]))
     return Obj(**a, x0=x0, y0=y0)
@@ -114,16 +123,35 @@ def _background(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(round(base + d)) for d in rng.uniform(-12, 12, size=3))
 
 
-def random_scene(rng: np.random.Generator, max_objects: int = 3) -> Scene:
-    """A still scene: a target plus 0..max_objects-1 distractors sharing some of its static
-    attributes; no two objects share all static attributes. The target is ``objects[0]``."""
-    target = _random_object(rng, motion="still")
-    objects = [target]
+def random_scene(rng: np.random.Generator, max_objects: int = 4) -> Scene:
+    """A still scene of 1..max_objects objects; each is, with equal chance, independent or a
+    variant (one or two attributes changed) of the first, so that scenes often hold several
+    objects of one colour or shape, as the videos do."""
+    first = _random_object(rng, motion="still")
+    objects = [first]
     for _ in range(int(rng.integers(0, max_objects))):
-        d = _distractor(rng, target, STATIC_ATTRIBUTES)
-        if all(d.attrs(STATIC_ATTRIBUTES) != o.attrs(STATIC_ATTRIBUTES) for o in objects):
-            objects.append(d)
+        d = _random_object(rng, motion="still") if rng.random() < 0.5 else _distractor(rng, first, STATIC_ATTRIBUTES)
+        objects.append(d)
     return Scene(tuple(objects), _background(rng))
+
+
+_NUMBERS = ("a", "two", "three", "four", "five")
+
+
+def scene_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
+    """An image-level caption naming only coarse attributes: how many objects of each colour
+    and shape, in random order (sorted without ``rng``), e.g. "we see two red circles and a
+    blue square". Size, position and motion are never named."""
+    counts: dict[tuple[str, str], int] = {}
+    for o in scene.objects:
+        counts[(o.colour, o.shape)] = counts.get((o.colour, o.shape), 0) + 1
+    keys = sorted(counts)
+    if rng is not None:
+        keys = [keys[i] for i in rng.permutation(len(keys))]
+    parts = [f"{_NUMBERS[counts[k] - 1]} {k[0]} {k[1]}{'s' if counts[k] > 1 else ''}" for k in keys]
+    text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    prefix = _PREFIXES[rng.integers(len(_PREFIXES))] if rng is not None else ""
+    return prefix + text
 
 
 _GRIDS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -138,7 +166,7 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _mask(obj: Obj, cx: float, cy: float, size: int) -> np.ndarray:
     xx, yy = _grid(size)
-    r = SIZES[obj.size]
+    r = RADII[obj.size]
     dx, dy = xx - cx, yy - cy
     if obj.shape == "circle":
         return dx * dx + dy * dy <= r * r
@@ -151,7 +179,7 @@ def _mask(obj: Obj, cx: float, cy: float, size: int) -> np.ndarray:
 
 
 def _draw_order(scene: Scene) -> list[Obj]:
-    return sorted(scene.objects, key=lambda o: -SIZES[o.size])
+    return sorted(scene.objects, key=lambda o: -RADII[o.size])
 
 
 def render(scene: Scene, size: int, t: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -230,20 +258,19 @@ def _random_windows(rng: np.random.Generator, n_clips: int, max_windows: int = 2
 
 
 def _video_scene(rng: np.random.Generator, n_clips: int) -> tuple[Scene, list[Obj]]:
-    """A video's scene and its 1–2 query targets (distinct, uniquely described, windowed)."""
-    target = dataclasses.replace(_random_object(rng), windows=_random_windows(rng, n_clips))
-    objects = [target]
+    """A video's scene and its 1..MAX_QUERIES_PER_VIDEO query targets: an anchor object and
+    1–3 distractors sharing all but one or two of its attributes (30 % visible throughout);
+    every windowed object that some description singles out is a target (the anchor always)."""
+    anchor = dataclasses.replace(_random_object(rng), windows=_random_windows(rng, n_clips))
+    objects = [anchor]
     for _ in range(int(rng.integers(1, 4))):
-        d = _distractor(rng, target)
+        d = _distractor(rng, anchor)
         always = rng.random() < 0.3
         objects.append(dataclasses.replace(d, windows=None if always else _random_windows(rng, n_clips)))
-    targets = [target]
-    if rng.random() < 0.5:
-        second = [o for o in objects[1:] if o.windows is not None
-                  and not any(p is not o and p.attrs() == o.attrs() for p in objects)]
-        if second:
-            targets.append(second[rng.integers(len(second))])
-    return Scene(tuple(objects), _background(rng)), targets
+    others = [o for o in objects[1:] if o.windows is not None and unambiguous_attribute_sets(objects, o)]
+    others = [others[i] for i in rng.permutation(len(others))]
+    # the anchor is always singled out: every distractor differs from it in some attribute
+    return Scene(tuple(objects), _background(rng)), [anchor, *others][:MAX_QUERIES_PER_VIDEO]
 
 
 def _saliency(scene: Scene, target: Obj, clips: list[int], rng: np.random.Generator, size: int) -> list[list[int]]:
@@ -275,7 +302,7 @@ def _annotation(scene: Scene, target: Obj, duration: float, rng: np.random.Gener
 
 
 def video_content(seed: int, index: int, duration: float, size: int) -> tuple[Scene, list[dict]]:
-    """Scene of video ``index`` and its 1–2 annotations (without ``qid``/``vid``), seeded by
+    """Scene of video ``index`` and its 1..MAX_QUERIES_PER_VIDEO annotations (without ``qid``/``vid``), seeded by
     ``(seed, index)`` only; ``size`` is the frame side used to measure visibility."""
     rng = np.random.default_rng([seed, index])
     scene, targets = _video_scene(rng, int(duration // CLIP_SECONDS))
@@ -305,12 +332,15 @@ def _config(seed, n_train, n_val, n_test, duration, write_fps, frame_size) -> di
             "n_test": int(n_test), "duration": _num(duration), "write_fps": _num(write_fps), "frame_size": int(frame_size)}
 
 
-DEFAULTS = {"seed": 0, "n_train": 200, "n_val": 50, "n_test": 50, "duration": 60, "write_fps": 2, "frame_size": 64}
+def _defaults() -> dict:
+    """Generator arguments of the default size (``presets.SIZES``), frame rate and frame side."""
+    from datasets.synthetic.presets import DEFAULT_SIZE, SIZES
+    return {"seed": 0, **SIZES[DEFAULT_SIZE], "write_fps": 2, "frame_size": 64}
 
 
 def default_root(**cfg) -> Path:
-    """``cache_dir()/synthetic/<digest of the config>`` (unspecified fields take ``DEFAULTS``)."""
-    return _root_for(_config(**{**DEFAULTS, **cfg}))
+    """``cache_dir()/synthetic/<digest of the config>`` (unspecified fields: the default size)."""
+    return _root_for(_config(**{**_defaults(), **cfg}))
 
 
 def _root_for(config: dict) -> Path:
@@ -350,16 +380,20 @@ def _make_video(index: int, path: Path, config: dict) -> list[dict]:
     return anns
 
 
-def generate(root: str | os.PathLike | None = None, seed: int = 0, n_train: int = 200, n_val: int = 50,
-             n_test: int = 50, duration: float = 60, write_fps: float = 2, frame_size: int = 64,
-             progress: bool = True) -> Path:
+def generate(root: str | os.PathLike | None = None, seed: int = 0, n_train: int | None = None,
+             n_val: int | None = None, n_test: int | None = None, duration: float | None = None,
+             write_fps: float = 2, frame_size: int = 64, progress: bool = True) -> Path:
     """Write (or reuse) the benchmark at ``root`` (default: ``default_root(...)``) and return it.
+    Split sizes and duration left out take the default size's (``presets.SIZES``).
 
     Layout: ``videos/<vid>.mp4`` (H.264, yuv420p), ``annotations/{train,val,test}.jsonl``
     (QVHighlights format, labelled, split by video) and ``manifest.json``. Everything is
     written to a temporary sibling directory and renamed into place when complete.
     """
-    config = _config(seed, n_train, n_val, n_test, duration, write_fps, frame_size)
+    given = dict(n_train=n_train, n_val=n_val, n_test=n_test, duration=duration)
+    d = _defaults()
+    sizes = {k: d[k] if v is None else v for k, v in given.items()}
+    config = _config(seed, write_fps=write_fps, frame_size=frame_size, **sizes)
     root = Path(root) if root is not None else _root_for(config)
     if _complete(root, config):
         return root
@@ -401,12 +435,16 @@ def generate(root: str | os.PathLike | None = None, seed: int = 0, n_train: int 
 
 
 def main(argv: list[str] | None = None) -> None:
+    from datasets.synthetic.presets import DEFAULT_SIZE, SIZES
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=None)
-    for k, v in DEFAULTS.items():
-        p.add_argument(f"--{k.replace('_', '-')}", type=type(v), default=v)
-    args = p.parse_args(argv)
-    print(generate(**vars(args)))
+    p.add_argument("--size", choices=list(SIZES), default=DEFAULT_SIZE, help="split sizes and duration")
+    p.add_argument("--seed", type=int, default=0)
+    for k in ("n_train", "n_val", "n_test", "duration"):
+        p.add_argument(f"--{k.replace('_', '-')}", type=int, default=None, help="override the size's value")
+    args = vars(p.parse_args(argv))
+    size = SIZES[args.pop("size")]
+    print(generate(**{**args, **{k: size[k] if args[k] is None else args[k] for k in size}}))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """Pretrain the R2Bench-Tiny CLIP contrastively on synthetic image–caption pairs.
 
+Image-level pretraining with coarse captions, as real CLIP's: a caption says which colours
+and shapes a still scene holds and how many (``generator.scene_caption``), never their size,
+position or motion. Nothing asks the last layer to keep that detail; what survives of it
+lives in the intermediate layers (``python -m datasets.synthetic.probe`` measures it).
+
 ``python -m datasets.synthetic.tiny_clip [--steps N] [--seed S] [--out PATH]`` renders scenes from
 ``datasets.synthetic`` on the fly (seeded), trains with the CLIP loss (on the CPU unless
 ``--device cuda``), writes a safetensors state dict atomically and prints held-out retrieval
@@ -11,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import math
 import os
 import time
@@ -30,18 +34,21 @@ from datasets.io import atomic_write, cache_dir
 from datasets.synthetic import generator as synthetic
 from methods.backbone import trim_text_ids  # importing methods.backbone registers R2Bench-Tiny
 
+# 1: captions named one object by all (or an unambiguous subset of) its static attributes.
+# 2: image-level captions of coarse attributes only (colours, shapes, counts).
+TINY_CLIP_VERSION = 2
 MODEL_NAME = "R2Bench-Tiny"
 IMAGE_SIZE = 64
-DEFAULT_STEPS = 320
+DEFAULT_STEPS = 600
 BATCH_SIZE = 64
 LR = 1e-3
 N_HELDOUT = 512
 
 
 def checkpoint_path(seed: int = 0, steps: int = DEFAULT_STEPS) -> Path:
-    """``cache_dir()/tiny_clip/R2Bench-Tiny-s<seed>.safetensors`` (``-n<steps>`` if not default)."""
+    """``cache_dir()/tiny_clip/R2Bench-Tiny-v<version>-s<seed>.safetensors`` (``-n<steps>`` if not default)."""
     suffix = "" if steps == DEFAULT_STEPS else f"-n{steps}"
-    return cache_dir() / "tiny_clip" / f"{MODEL_NAME}-s{seed}{suffix}.safetensors"
+    return cache_dir() / "tiny_clip" / f"{MODEL_NAME}-v{TINY_CLIP_VERSION}-s{seed}{suffix}.safetensors"
 
 
 @functools.lru_cache(maxsize=None)
@@ -68,21 +75,13 @@ def normalize(images: np.ndarray) -> torch.Tensor:
 
 
 def sample_pairs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]]:
-    """``n`` rendered scenes (half with one object, half with up to three) and captions naming
-    one object each: half by all its static attributes, half by a random unambiguous subset,
-    with a random lead-in such as "we see"."""
+    """``n`` rendered still scenes of 1–4 objects and their coarse image-level captions
+    (``generator.scene_caption``, with a random lead-in such as "we see")."""
     images, captions = [], []
     for _ in range(n):
-        scene = synthetic.random_scene(rng, max_objects=1 if rng.random() < 0.5 else 3)
+        scene = synthetic.random_scene(rng)
         images.append(synthetic.render(scene, IMAGE_SIZE, 0.0, rng))
-        obj = scene.objects[rng.integers(len(scene.objects))]
-        if rng.random() < 0.5:
-            attrs = synthetic.STATIC_ATTRIBUTES
-        else:
-            options = [s for level in synthetic.unambiguous_attribute_sets(
-                scene.objects, obj, synthetic.STATIC_ATTRIBUTES) for s in level]
-            attrs = options[rng.integers(len(options))]
-        captions.append(synthetic.describe(obj, attrs, rng))
+        captions.append(synthetic.scene_caption(scene, rng))
     return np.stack(images), captions
 
 
@@ -96,27 +95,17 @@ def load_tiny_clip(path: str | os.PathLike, device: str | torch.device = "cpu") 
     return open_clip.create_model(MODEL_NAME, pretrained=str(path), device=device).eval()
 
 
-FULL_DESCRIPTIONS = [dict(zip(synthetic.STATIC_ATTRIBUTES, v)) for v in itertools.product(
-    synthetic.SIZES, synthetic.COLOURS, synthetic.SHAPES, synthetic.HALVES)]
-
-
 @torch.no_grad()
 def retrieval_accuracy(model: torch.nn.Module, seed: int = 0, n: int = N_HELDOUT) -> dict[str, float]:
-    """Held-out top-1 retrieval on ``n`` fresh scenes (1–3 objects) and the 48 full static
-    descriptions ("a small red circle in the upper half"). ``i2t``: the best description names
-    an object in the image; ``t2i``: for one described object per scene, the best image holds
-    such an object. ``*_chance``: the same for a random pick."""
+    """Held-out top-1 retrieval among ``n`` fresh scenes and their coarse captions (no lead-in).
+    A pick counts as right when its caption equals the true one (several scenes may share a
+    caption). ``i2t``: image → best caption; ``t2i``: caption → best image; ``*_chance``: the
+    same for a random pick."""
     rng = np.random.default_rng([seed, 1])
     scenes = [synthetic.random_scene(rng) for _ in range(n)]
     images = np.stack([synthetic.render(s, IMAGE_SIZE, 0.0, rng) for s in scenes])
-    keys = [tuple(d.values()) for d in FULL_DESCRIPTIONS]
-    captions = [synthetic.describe(synthetic.Obj(**d, motion="still", x0=0.5, y0=0.5), synthetic.STATIC_ATTRIBUTES)
-                for d in FULL_DESCRIPTIONS]
-    # present[i, k]: scene i holds an object with description k
-    present = torch.tensor([[k in {o.attrs(synthetic.STATIC_ATTRIBUTES) for o in s.objects} for k in keys]
-                            for s in scenes])
-    queries = torch.tensor([keys.index(s.objects[rng.integers(len(s.objects))].attrs(synthetic.STATIC_ATTRIBUTES))
-                            for s in scenes])
+    captions = [synthetic.scene_caption(s) for s in scenes]
+    same = torch.tensor([[a == b for b in captions] for a in captions])
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -125,12 +114,9 @@ def retrieval_accuracy(model: torch.nn.Module, seed: int = 0, n: int = N_HELDOUT
     model.train(was_training)
     sim = (img @ txt.T).cpu()
     rows = torch.arange(n)
-    return {
-        "i2t": present[rows, sim.argmax(1)].float().mean().item(),
-        "i2t_chance": present.float().mean().item(),
-        "t2i": present[sim[:, queries].argmax(0), queries].float().mean().item(),
-        "t2i_chance": present[:, queries].float().mean().item(),
-    }
+    chance = same.float().mean().item()
+    return {"i2t": same[rows, sim.argmax(1)].float().mean().item(), "i2t_chance": chance,
+            "t2i": same[sim.argmax(0), rows].float().mean().item(), "t2i_chance": chance}
 
 
 def _encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
@@ -145,6 +131,19 @@ def _encode_text_trimmed(model: torch.nn.Module, tokens: torch.Tensor) -> torch.
     x = model.token_embedding(tokens) + model.positional_embedding[:length]
     x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask[:length, :length]))
     return x[torch.arange(len(tokens), device=x.device), tokens.argmax(dim=1)] @ model.text_projection
+
+
+def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy, with every pair whose captions are equal counted as a
+    positive (targets spread evenly over them). Coarse captions repeat within a batch ("a red
+    circle"); open_clip's ``ClipLoss`` would push such true matches apart. Written here
+    because open_clip has no multi-positive variant."""
+    ids = {c: i for i, c in enumerate(dict.fromkeys(captions))}
+    key = torch.tensor([ids[c] for c in captions], device=img.device)
+    same = (key[:, None] == key[None, :]).float()
+    target = same / same.sum(1, keepdim=True)
+    logits = scale * img @ txt.T
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
 def _lr(step: int, steps: int) -> float:
@@ -167,7 +166,6 @@ def train(seed: int = 0, steps: int = DEFAULT_STEPS, batch_size: int = BATCH_SIZ
     rest = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
                             lr=LR, betas=(0.9, 0.98), eps=1e-6, fused=True)
-    loss_fn = open_clip.ClipLoss()
     rng = np.random.default_rng([seed, 0])
     bar = tqdm(range(steps), desc="tiny CLIP", unit="step", disable=not progress)
     for step in bar:
@@ -176,7 +174,7 @@ def train(seed: int = 0, steps: int = DEFAULT_STEPS, batch_size: int = BATCH_SIZ
             group["lr"] = _lr(step, steps)
         img_f = F.normalize(model.encode_image(normalize(images).to(device)), dim=-1)
         txt_f = F.normalize(_encode_text_trimmed(model, tokenize(captions).to(device)), dim=-1)
-        loss = loss_fn(img_f, txt_f, model.logit_scale.exp())
+        loss = contrastive_loss(img_f, txt_f, model.logit_scale.exp(), captions)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -196,7 +194,8 @@ def save(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, st
 
 
 def _recipe(seed: int, steps: int) -> dict[str, str]:
-    return {"model": MODEL_NAME, "seed": str(seed), "steps": str(steps), "batch_size": str(BATCH_SIZE), "lr": str(LR)}
+    return {"model": MODEL_NAME, "version": str(TINY_CLIP_VERSION), "seed": str(seed), "steps": str(steps),
+            "batch_size": str(BATCH_SIZE), "lr": str(LR)}
 
 
 def pretrain(seed: int = 0, steps: int = DEFAULT_STEPS, out: str | os.PathLike | None = None,
@@ -211,7 +210,7 @@ def pretrain(seed: int = 0, steps: int = DEFAULT_STEPS, out: str | os.PathLike |
 
 def ensure_tiny_clip(seed: int = 0) -> Path:
     """The cached default checkpoint for ``seed``; pretrained first if absent or if it was
-    made with another recipe (steps, batch size, learning rate)."""
+    made with another recipe (version, steps, batch size, learning rate)."""
     path = checkpoint_path(seed)
     try:
         with safe_open(path, "pt") as f:

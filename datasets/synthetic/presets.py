@@ -1,0 +1,43 @@
+"""Sizes and training presets of the built-in benchmark, and the version string runs carry.
+
+``SIZES[size]``: arguments of ``generator.generate`` (videos per split, seconds per video).
+``PRESETS[size]``: ``train`` (``bench.train.TrainConfig`` overrides) and ``head``
+(``HeadConfig`` overrides) for that size. ``benchmark_version(size)`` names the generator
+version, the tiny CLIP recipe version and the size, e.g. ``"synthetic-g2c2-default"``:
+results from different versions or sizes must never be pooled or compared as if they were
+one benchmark. docs/benchmark.md gives the reasoning and the measured cost of each size.
+"""
+from __future__ import annotations
+
+from datasets.synthetic.generator import GENERATOR_VERSION
+
+SIZE_NAMES = ("small", "default", "large")
+DEFAULT_SIZE = "default"
+
+# Videos per split (about 2.2 queries per video) and seconds per video. The default is sized
+# so that all ten Table 9 rows (eight of them from frames) fit 15 min on 2 CPU cores; see
+# docs/benchmark.md for the cost model and the measured power of each size.
+SIZES: dict[str, dict] = {
+    "small": dict(n_train=80, n_val=120, n_test=20, duration=60),
+    "default": dict(n_train=160, n_val=300, n_test=40, duration=60),
+    "large": dict(n_train=400, n_val=1000, n_test=100, duration=60),
+}
+
+_HEAD = dict(dropout=0.1, saliency_weight=0.1, nms="hard", nms_threshold=0.7)
+PRESETS: dict[str, dict] = {
+    "small": dict(train=dict(batch_size=16, lr=1e-3, epochs=3, warmup_iters=20, lr_drop_epoch=2), head=_HEAD),
+    "default": dict(train=dict(batch_size=16, lr=1e-3, epochs=3, warmup_iters=20, lr_drop_epoch=2), head=_HEAD),
+    "large": dict(train=dict(batch_size=16, lr=1e-3, epochs=4, warmup_iters=30, lr_drop_epoch=3), head=_HEAD),
+}
+
+
+def check_size(size: str) -> str:
+    if size not in SIZES:
+        raise ValueError(f"unknown benchmark size {size!r}; choose one of {list(SIZE_NAMES)}")
+    return size
+
+
+def benchmark_version(size: str = DEFAULT_SIZE) -> str:
+    """``"synthetic-g<generator version>c<tiny CLIP version>-<size>"``."""
+    from datasets.synthetic.tiny_clip import TINY_CLIP_VERSION   # imports torch and open_clip: only when asked
+    return f"synthetic-g{GENERATOR_VERSION}c{TINY_CLIP_VERSION}-{check_size(size)}"
