@@ -1,16 +1,27 @@
-"""Run ledger: one JSON record per run in ``ledger.jsonl`` (rewritten atomically) and ``results.csv``."""
+"""Run ledger: one JSON record per run in ``ledger.jsonl`` (rewritten atomically) and ``results.csv``.
+
+Several processes may write one ledger at once (Slurm jobs of a suite, two terminals): every
+read-modify-write holds an exclusive lock on ``.ledger.lock`` beside it (``filelock``, an
+``fcntl`` lock on POSIX, which NFSv4 and Lustre honour). A record that is ``ok`` is never
+replaced by a later attempt of the same run that did not finish: that attempt is kept in
+the ok record's ``failed_attempts`` list instead, so a failed ``--fresh`` re-run loses nothing.
+"""
 from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 
 from datasets.io import atomic_write
 from datasets.errors import InputError
 
 LEDGER_NAME = "ledger.jsonl"
+LOCK_NAME = ".ledger.lock"
+ATTEMPT_KEYS = ("status", "error", "fault", "started", "wall_s", "code_version", "device")
 RESULTS_NAME = "results.csv"
 LEADING_COLUMNS = (
     "method", "label", "status", "error", "params", "params_M", "memory_gib", "memory_source",
@@ -43,6 +54,13 @@ class Ledger:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / LEDGER_NAME
+        self._lock = FileLock(str(self.directory / LOCK_NAME))
+
+    @contextmanager
+    def locked(self):
+        """Hold the ledger's file lock (re-entrant within a process)."""
+        with self._lock:
+            yield
 
     def records(self) -> list[dict]:
         """All records in file order; a corrupt line raises ``InputError`` naming file and line."""
@@ -62,19 +80,29 @@ class Ledger:
                 out.append(record)
         return out
 
-    def append(self, record: dict) -> None:
-        """Add ``record``, replacing (in place) an earlier record with the same ``run_id``."""
+    def append(self, record: dict) -> dict:
+        """Add ``record``, replacing (in place) an earlier record with the same ``run_id`` —
+        except an ``ok`` one, which a record of another status never replaces: the attempt is
+        added to its ``failed_attempts`` instead. Returns the record the ledger now holds."""
         run_id = record.get("run_id")
         if not isinstance(run_id, str) or not run_id:
             raise ValueError(f"run record needs a non-empty string 'run_id', got {run_id!r}")
-        records = self.records()
-        for i, old in enumerate(records):
-            if old["run_id"] == run_id:
-                records[i] = record
-                break
-        else:
-            records.append(record)
-        atomic_write(self.path, "".join(json.dumps(r, default=_to_json) + "\n" for r in records))
+        payload = json.loads(json.dumps(record, default=_to_json))   # not serialisable: fail before the lock
+        with self.locked():
+            records = self.records()
+            for i, old in enumerate(records):
+                if old["run_id"] == run_id:
+                    if old.get("status") == "ok" and payload.get("status") != "ok":
+                        attempt = {k: payload.get(k) for k in ATTEMPT_KEYS if k in payload}
+                        payload = {**old, "failed_attempts": [*old.get("failed_attempts", []), attempt]}
+                    elif old.get("failed_attempts") and "failed_attempts" not in payload:
+                        payload["failed_attempts"] = old["failed_attempts"]
+                    records[i] = payload
+                    break
+            else:
+                records.append(payload)
+            atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in records))
+        return payload
 
     def done(self, run_id: str, code_version: str | None = None) -> bool:
         """True if ``run_id`` has a record with status ``"ok"`` (made by ``code_version``, when given)."""
@@ -83,6 +111,10 @@ class Ledger:
 
     def write_results_csv(self) -> Path:
         """Write ``results.csv``: one row per record, contract columns with the metrics flattened."""
+        with self.locked():
+            return self._write_results_csv()
+
+    def _write_results_csv(self) -> Path:
         records = self.records()
         columns = [*LEADING_COLUMNS, *_metric_columns(records), *TRAILING_COLUMNS]
         rows = [{**{c: r.get(c) for c in LEADING_COLUMNS + TRAILING_COLUMNS}, **(r.get("metrics") or {})}

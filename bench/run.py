@@ -37,10 +37,12 @@ import torch
 from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
 from bench.metrics import evaluate
 from bench.provenance import code_version, device_info, versions
-from bench.train import TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
+from bench.distributed import World
+from bench.resume import RESUME_NAME
+from bench.train import Resume, TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
 from datasets.io import atomic_write, cache_dir
 from datasets.registry import Dataset
-from datasets.vtg import FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for
+from datasets.vtg import FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for, warn_long_queries
 from methods.backbone import RANDOM_INIT, Backbone, weights_digest
 from methods.registry import build_model, get_method
 
@@ -78,6 +80,8 @@ class RunContext:
     train_overrides: dict = field(default_factory=dict)
     paper_scale: bool = False
     progress: bool = True
+    fresh: bool = False          # start over: ignore (and delete) an interrupted run's epoch checkpoint
+    world_size: int = 1          # processes training each run together (torchrun, bench.ddp)
 
 
 # ---- identity -------------------------------------------------------------------------------
@@ -93,7 +97,10 @@ def run_identity(spec: RunSpec, ctx: RunContext) -> dict:
         return dict(method=spec.method, config=asdict(cfg), dataset="paper-scale", backbone=PAPER_BACKBONE,
                     weights=RANDOM_INIT, device=ctx.device.type)
     cfg = entry.make_config({**ctx.dataset.preset.head, **spec.overrides})
-    train_cfg = TrainConfig(**{**ctx.dataset.preset.train, **ctx.train_overrides, "seed": ctx.seed})
+    train = {**ctx.dataset.preset.train, **ctx.train_overrides, "seed": ctx.seed}
+    # W processes with accumulate A compute what one process computes with A × W micro-batches
+    train["accumulate"] = train.get("accumulate", 1) * ctx.world_size
+    train_cfg = TrainConfig(**train)
     return dict(method=spec.method, config=asdict(cfg), train_config=asdict(train_cfg), dataset=ctx.dataset.name,
                 dataset_version=ctx.dataset.version, backbone=ctx.backbone, weights=weights_label(ctx.weights),
                 seed=ctx.seed)
@@ -207,6 +214,9 @@ def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
     """Run ``spec`` and return its complete record (raises on failure; the suite records it)."""
     start = time.perf_counter()
     identity = run_identity(spec, ctx)
+    if not World.current().main:        # another process of a torchrun run: it only trains
+        _train_and_evaluate(spec, ctx, identity, run_id)
+        return {}
     record = base_record(spec, ctx, run_id, identity)
     record["params"], _ = paper_params(spec.method, spec.overrides)
     record["params_M"] = round(params_in_paper_unit(record["params"]), 3)
@@ -225,9 +235,12 @@ def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
 
 
 def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: str) -> dict:
-    data, device = ctx.dataset, ctx.device
+    data, device, world = ctx.dataset, ctx.device, World.current()
     run_dir = ctx.out_dir / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
+    resume = Resume(run_dir / RESUME_NAME, dict(run_id=run_id, code_version=code_version()))
+    if ctx.fresh and world.main:
+        resume.path.unlink(missing_ok=True)
     torch.manual_seed(ctx.seed)
     backbone = Backbone(ctx.backbone, ctx.weights, device=device)
     if backbone.weights_label == RANDOM_INIT:
@@ -235,18 +248,24 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
     model = build_model(spec.method, backbone, {**data.preset.head, **spec.overrides}).to(device)
     frames = FrameSource(data, backbone)
     train_samples, eval_samples = data.samples(data.train_split), data.samples(data.eval_split)
+    truncated = warn_long_queries(train_samples, backbone, data.train_split) if world.main else 0
+    truncated += warn_long_queries(eval_samples, backbone, data.eval_split) if world.main else 0
     if model.cacheable:
         cache = feature_cache_for(data, model, cache_dir() / "features")
-        build_features([s.vid for s in train_samples + eval_samples], frames, model, cache, device,
-                       progress=ctx.progress)
+        if world.main:    # one process fills the cache; the others read it
+            build_features([s.vid for s in train_samples + eval_samples], frames, model, cache, device,
+                           progress=ctx.progress)
+        world.barrier()
         video_fn, source = cached_video_fn(cache, frames, model, device), "features"
     else:
         video_fn, source = frames.get, "frames"
     tokenize = backbone.tokenize
-    train_set = VTGDataset(train_samples, video_fn, tokenize, data.fps, source)
-    eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.fps, source)
+    train_set = VTGDataset(train_samples, video_fn, tokenize, data.fps, source, video_name=data.video_path)
+    eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.fps, source, video_name=data.video_path)
     cfg = TrainConfig(**identity["train_config"])
-    stats = train(model, train_set, cfg, device, progress=ctx.progress)
+    stats = train(model, train_set, cfg, device, progress=ctx.progress, resume=resume)
+    if not world.main:
+        return {}
     save_checkpoint(model, run_dir / "checkpoint.safetensors")
 
     lines, _ = predict(model, eval_set, cfg.eval_batch_size, device, cfg.amp, progress=ctx.progress)
@@ -258,9 +277,11 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
     subset = eval_samples[:INFER_SAMPLES]
     for s in subset:                     # decode outside the timed region
         frames.get(s.vid)
-    live = VTGDataset(subset, frames.get, tokenize, data.fps, "frames")
+    live = VTGDataset(subset, frames.get, tokenize, data.fps, "frames", video_name=data.video_path)
     _, infer_seconds = predict(model, live, cfg.eval_batch_size, device, cfg.amp, progress=False)
-    return dict(params_run=count_params(model), metrics=metrics, predictions=str(pred_path),
+    resume.path.unlink(missing_ok=True)      # the run is complete: its epoch checkpoint is not needed
+    return dict(resumed_from_epoch=stats["resumed_from_epoch"], processes=world.size, truncated_queries=truncated,
+                params_run=count_params(model), metrics=metrics, predictions=str(pred_path),
                 per_query=str(per_query_path),
                 train_videos_per_s=round(stats["videos"] / stats["seconds"], 2),
                 infer_videos_per_s=round(len(subset) / infer_seconds, 2), input=source,

@@ -12,15 +12,29 @@ inference and checkpoints.
 * :func:`train_step` — forward, the five losses, backward, gradient clipping (35), optimizer
   step, FP16 autocast on CUDA — is the one step used by training *and* by the memory and
   throughput measurements (``bench.run``), so the memory column measures what the suite trains.
-* A seed makes CPU runs repeat exactly. Checkpoints hold only what a method learns
+* ``accumulate``: each batch is split into that many micro-batches, whose losses are
+  computed separately and whose gradients are summed, each weighted by its share of the
+  batch (gradient accumulation: the same optimizer step in less memory, with the batch-level
+  loss terms — the contrastive calibration, the focal normalisation — computed per
+  micro-batch). Under ``torchrun`` (``bench.ddp``) the micro-batches are spread over the
+  processes: ``W`` processes compute exactly what one process computes with ``accumulate``
+  micro-batches (``bench.distributed``).
+* Random draws: the order of epoch ``e`` comes from a seed derived from ``(seed, e)``; the
+  dropout masks and saliency positives of micro-batch ``i`` of step ``s`` from a seed derived
+  from ``(seed, s, i)``. So a run repeats exactly on the CPU whatever the number of processes,
+  and a run resumed from an epoch checkpoint (``bench.resume``) ends where an uninterrupted
+  one does. Checkpoints hold only what a method learns
   (``TransferModel.learnable_state_dict``), as safetensors.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
@@ -34,9 +48,14 @@ from safetensors.torch import save as save_safetensors
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from bench.distributed import World
+from bench.resume import ResumeRefused, read_resume, restore, save_resume
 from datasets.io import atomic_write
 from datasets.vtg import VTGDataset, collate
+from methods.checkpoints import CHECKSUM_KEY, tensors_checksum
 from methods.model import TransferModel
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,10 +73,11 @@ class TrainConfig:
     amp: bool = True            # FP16 autocast, CUDA only
     repeat: int = 1             # passes over the training set per epoch
     seed: int = 0
+    accumulate: int = 1         # micro-batches per batch (gradient accumulation; × processes under torchrun)
 
     def __post_init__(self):
         positive = dict(epochs=self.epochs, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
-                        repeat=self.repeat)
+                        repeat=self.repeat, accumulate=self.accumulate)
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"training setting {name} must be an integer ≥ 1, got {value!r}")
@@ -68,6 +88,8 @@ class TrainConfig:
                              f"{self.weight_decay}, {self.warmup_iters}, {self.grad_clip}")
         if self.lr_drop_epoch is not None and self.lr_drop_epoch < 0:
             raise ValueError(f"lr_drop_epoch must be ≥ 0 or None, got {self.lr_drop_epoch}")
+        if self.accumulate > self.batch_size:
+            raise ValueError(f"accumulate ({self.accumulate} micro-batches) cannot exceed batch_size ({self.batch_size})")
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -88,6 +110,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def derived_seed(*parts) -> int:
+    """A 63-bit seed from ``parts`` (e.g. the run's seed, a step, a micro-batch)."""
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
+
+
+@dataclass
+class MicroBatch:
+    """One piece of a training batch: its collated samples, its share of the batch's samples
+    (its gradient's weight) and its index among the batch's micro-batches (seeds its draws)."""
+
+    batch: dict
+    weight: float
+    index: int
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -162,6 +199,9 @@ class StepState:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     generator: torch.Generator | None = None      # the saliency loss's positive-clip draws
     step: int = 0
+    seed: int | None = None      # set: each micro-batch's draws come from derived_seed(seed, step, index)
+    world: World = field(default_factory=World)
+    loss_keys: tuple[str, ...] = ()
 
 
 def make_step_state(model: TransferModel, cfg: TrainConfig, device: torch.device, iters_per_epoch: int | None = None,
@@ -172,52 +212,137 @@ def make_step_state(model: TransferModel, cfg: TrainConfig, device: torch.device
                  if iters_per_epoch else None)
     return StepState(optimizer, cfg.grad_clip, autocast or autocast_for(device, cfg.amp),
                      torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"), scheduler,
-                     torch.Generator().manual_seed(cfg.seed))
+                     torch.Generator().manual_seed(cfg.seed), seed=cfg.seed, world=World.current())
 
 
-def train_step(model: TransferModel, batch: dict, state: StepState) -> dict[str, torch.Tensor]:
-    """One optimisation step: forward, losses, backward, clipping, optimizer (and schedule) step."""
-    with state.autocast():
-        out = model(batch)
-        losses = model.loss(out, batch, generator=state.generator)
+@contextmanager
+def micro_batch_rng(state: StepState, index: int):
+    """The draws of micro-batch ``index`` of this step: the global generators (dropout) and the
+    saliency generator seeded from ``(seed, step, index)``, the global state restored after."""
+    if state.seed is None:
+        yield
+        return
+    seed = derived_seed(state.seed, state.step, index)
+    cuda = [torch.cuda.current_device()] if torch.cuda.is_available() and torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        if state.generator is not None:
+            state.generator.manual_seed(seed)
+        yield
+
+
+def train_step(model: TransferModel, batch: dict | list[MicroBatch], state: StepState) -> dict[str, torch.Tensor]:
+    """One optimisation step: forward, losses and backward of each micro-batch (one: ``batch``
+    is a collated batch), gradients summed (and over the processes of a ``torchrun`` run),
+    clipping, optimizer (and schedule) step. Returns the loss terms, weighted over the
+    micro-batches (detached)."""
+    micro = [MicroBatch(batch, 1.0, 0)] if isinstance(batch, dict) else batch
     state.optimizer.zero_grad(set_to_none=True)
-    state.scaler.scale(losses["total"]).backward()
+    totals: dict[str, torch.Tensor] = {}
+    for mb in micro:
+        with micro_batch_rng(state, mb.index):
+            with state.autocast():
+                out = model(mb.batch)
+                losses = model.loss(out, mb.batch, generator=state.generator)
+            loss = losses["total"] if mb.weight == 1.0 else losses["total"] * mb.weight
+            state.scaler.scale(loss).backward()
+        for k, v in losses.items():
+            v = v.detach().float()
+            totals[k] = v * mb.weight if k not in totals else totals[k] + v * mb.weight
+    if totals and not state.loss_keys:
+        state.loss_keys = tuple(totals)
+    params = [p for g in state.optimizer.param_groups for p in g["params"]]
+    if state.world.size > 1:
+        if not state.loss_keys:
+            raise RuntimeError("this process had no micro-batch in the run's first step: the training set is "
+                               "smaller than accumulate × processes")
+        totals = state.world.reduce_step(params, totals, state.loss_keys)
     state.scaler.unscale_(state.optimizer)
-    torch.nn.utils.clip_grad_norm_([p for g in state.optimizer.param_groups for p in g["params"]], state.grad_clip)
+    torch.nn.utils.clip_grad_norm_(params, state.grad_clip)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     if state.scheduler is not None:
         state.scheduler.step()
     state.step += 1
-    return losses
+    return totals
 
 
 # ---- the loop -------------------------------------------------------------------------------
+def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of epoch ``epoch``: a permutation seeded from ``(seed, epoch)``, cut into
+    ``batch_size`` pieces (the last may be smaller)."""
+    order = torch.randperm(n_items, generator=torch.Generator().manual_seed(derived_seed(seed, "epoch", epoch)))
+    return [order[i:i + batch_size].tolist() for i in range(0, n_items, batch_size)]
+
+
+def micro_batches(items, indices: list[int], accumulate: int, world: World, fps: float) -> list[MicroBatch]:
+    """This process's micro-batches of one batch: the batch split into ``accumulate`` near-equal
+    consecutive pieces, ``accumulate / world.size`` of them per process, in rank order."""
+    pieces = np.array_split(np.asarray(indices, dtype=np.int64), accumulate)
+    per_rank = accumulate // world.size
+    mine = range(world.rank * per_rank, (world.rank + 1) * per_rank)
+    return [MicroBatch(collate([items[int(i)] for i in pieces[j]], fps=fps), len(pieces[j]) / len(indices), j)
+            for j in mine if len(pieces[j])]
+
+
+@dataclass
+class Resume:
+    """Where a run keeps its epoch checkpoint, and what it must match (``bench.resume``)."""
+
+    path: Path
+    tag: dict
+
+
 def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: torch.device,
-          progress: bool = True) -> dict:
-    """Train ``model`` in place; returns seconds spent, videos seen and the last losses.
-    A non-finite loss stops training at once (:class:`NonFiniteLoss`)."""
+          progress: bool = True, resume: Resume | None = None) -> dict:
+    """Train ``model`` in place; returns seconds spent, videos seen, the last losses and the
+    epoch it resumed from. A non-finite loss stops training at once (:class:`NonFiniteLoss`).
+    With ``resume``, an epoch checkpoint is written after every epoch and, if one is there
+    when training starts, training goes on from it (a damaged or foreign one is refused with
+    a warning naming it, and training starts over)."""
     seed_everything(cfg.seed)
+    world = World.current()
+    if cfg.accumulate % world.size:
+        raise ValueError(f"accumulate {cfg.accumulate} is not a multiple of the {world.size} processes")
     items = training_items(dataset, cfg.repeat, getattr(model.head.cfg, "min_train_seconds", 0.0))
-    loader = make_loader(dataset, cfg.batch_size, shuffle=True, seed=cfg.seed, items=items)
+    steps_per_epoch = math.ceil(len(items) / cfg.batch_size)
     model.to(device).train()
-    state = make_step_state(model, cfg, device, iters_per_epoch=len(loader))
-    start, seen, losses = time.perf_counter(), 0, {}
-    bar = tqdm(total=cfg.epochs * len(loader), desc="training", disable=not progress)
-    for epoch in range(cfg.epochs):
-        for batch in loader:
-            losses = {k: v.detach() for k, v in train_step(model, to_device(batch, device), state).items()}
+    state = make_step_state(model, cfg, device, iters_per_epoch=steps_per_epoch)
+    world.broadcast_parameters([p for p in model.parameters() if p.requires_grad])
+    start_epoch, done = 0, dict(seconds=0.0, videos=0)
+    if resume is not None:
+        try:
+            found = read_resume(resume.path, resume.tag)
+        except ResumeRefused as e:
+            log.warning("%s; training starts over", e)
+            found = None
+        if found is not None:
+            tensors, meta = found
+            restore(tensors, meta, model, state)
+            start_epoch, done = meta["epoch"], meta["progress"]
+            log.info("resuming from the epoch checkpoint %s: %d of %d epochs done", resume.path, start_epoch, cfg.epochs)
+    start, seen, losses = time.perf_counter(), done["videos"], {}
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="training",
+               disable=not progress or not world.main)
+    for epoch in range(start_epoch, cfg.epochs):
+        for indices in epoch_batches(len(items), cfg.batch_size, cfg.seed, epoch):
+            batch = [MicroBatch(to_device(mb.batch, device), mb.weight, mb.index)
+                     for mb in micro_batches(items, indices, cfg.accumulate, world, dataset.fps)]
+            losses = train_step(model, batch, state)
             total = losses["total"].item()
             if not math.isfinite(total):
                 raise NonFiniteLoss(state.step, epoch + 1, {k: v.item() for k, v in losses.items()})
-            seen += len(batch["qid"])
+            seen += len(indices)
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{total:.3f}")
+        if resume is not None and world.main:
+            save_resume(resume.path, model, state, epoch + 1,
+                        dict(seconds=done["seconds"] + time.perf_counter() - start, videos=seen), resume.tag)
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return dict(seconds=time.perf_counter() - start, videos=seen, steps=state.step,
-                losses={k: v.item() for k, v in losses.items()})
+    return dict(seconds=done["seconds"] + time.perf_counter() - start, videos=seen, steps=state.step,
+                losses={k: v.item() for k, v in losses.items()}, resumed_from_epoch=start_epoch or None)
 
 
 @torch.no_grad()
@@ -241,17 +366,21 @@ def predict(model: TransferModel, dataset: VTGDataset, batch_size: int, device: 
 def save_checkpoint(model: TransferModel, path: Path) -> Path:
     """What the method learned (``learnable_state_dict``), as safetensors, written atomically."""
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.learnable_state_dict().items()}
-    return atomic_write(path, save_safetensors(tensors))
+    return atomic_write(path, save_safetensors(tensors, metadata={CHECKSUM_KEY: tensors_checksum(tensors)}))
 
 
 def load_checkpoint(model: TransferModel, path: str | Path) -> None:
-    """Load a checkpoint written by :func:`save_checkpoint`; a damaged or foreign file is an
-    error naming it."""
+    """Load a checkpoint written by :func:`save_checkpoint`; a damaged (its checksum) or
+    foreign file is an error naming it."""
     path = Path(path)
     try:
-        tensors = load_safetensors(path.read_bytes())
+        data = path.read_bytes()
+        tensors = load_safetensors(data)
+        meta = json.loads(data[8:8 + int.from_bytes(data[:8], "little")]).get("__metadata__") or {}
     except (OSError, SafetensorError, ValueError) as e:
         raise ValueError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    if CHECKSUM_KEY in meta and meta[CHECKSUM_KEY] != tensors_checksum(tensors):
+        raise ValueError(f"{path}: damaged checkpoint (its tensors do not match the checksum saved with them)")
     try:
         model.load_learnable_state_dict(tensors)
     except (KeyError, ValueError) as e:

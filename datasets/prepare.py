@@ -37,8 +37,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from datasets.errors import InputError
-from datasets.features.cache import FORMAT_VERSION, FeatureCache
+from datasets.features.cache import FeatureCache
 from datasets.io import atomic_write, cache_dir
+from datasets.video import video_identity
 from methods.hooks import Taps
 
 log = logging.getLogger("datasets.prepare")
@@ -81,27 +82,11 @@ def apply_layout(tokens: Tensor, layout: str) -> Tensor:
     raise ValueError(f"unknown layout '{layout}' (known: {', '.join(LAYOUTS)})")
 
 
-def entry_complete(cache: FeatureCache, vid: str) -> bool:
-    """Cheap resume check: the entry's header names this video and key, and the file is as
-    long as the header says (catches a missing or truncated file, not flipped bits)."""
-    path = cache.path_for(vid)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if n <= 0 or 8 + n > size:
-                return False
-            header = json.loads(f.read(n))
-    except (OSError, ValueError):
-        return False
-    meta = header.get("__metadata__") or {}
-    if (meta.get("format"), meta.get("vid"), meta.get("key_digest")) != (FORMAT_VERSION, str(vid), cache.digest):
-        return False
-    try:
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    except (TypeError, KeyError, IndexError):
-        return False
-    return size == 8 + n + end
+def entry_complete(cache: FeatureCache, vid: str, source: str | None = None) -> bool:
+    """Cheap resume check: the entry's header names this video, key and (given) source file,
+    and the file is as long as the header says (catches a missing or truncated file, not
+    flipped bits)."""
+    return cache.complete(vid, source)
 
 
 # --------------------------------------------------------------------------- decoding in processes
@@ -131,6 +116,7 @@ class _Job:
     vid: str
     path: Path
     fps: float
+    source: str | None = None
 
 
 def _decoded(jobs: list[_Job], size: int, workers: int,
@@ -256,13 +242,16 @@ def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.Pa
     try:
         todo: list[_Job] = []
         for vid, fps in per_video.items():
-            if (cache.get(vid) is not None) if verify else entry_complete(cache, vid):
-                report.already_cached += 1
-                continue
             try:
-                todo.append(_Job(vid, data.video_path(vid), fps))
+                path = data.video_path(vid)
+                source = video_identity(path)
             except InputError as e:
                 report.skipped.append(dict(vid=vid, path=e.path, reason=e.message))
+                continue
+            if (cache.get(vid, source) is not None) if verify else entry_complete(cache, vid, source):
+                report.already_cached += 1
+                continue
+            todo.append(_Job(vid, path, fps, source))
         log.info("%s: %d videos, %d cached already, %d to prepare, %d missing -> %s", dataset, report.videos,
                  report.already_cached, len(todo), len(report.skipped), cache.dir)
         backbone = backbone.to(device).eval()
@@ -271,7 +260,7 @@ def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.Pa
         with closing(_decoded(todo, backbone.image_size, workers, report.skipped)) as decoded:
             for job, frames in decoded:
                 tokens = encode_frames(backbone, backbone.preprocess(frames), taps, device, chunk)
-                cache.put(job.vid, {point: apply_layout(v, layout) for point, v in tokens.items()})
+                cache.put(job.vid, {point: apply_layout(v, layout) for point, v in tokens.items()}, job.source)
                 report.prepared += 1
                 report.frames += len(frames)
                 report.bytes_written += cache.path_for(job.vid).stat().st_size

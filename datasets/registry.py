@@ -43,7 +43,7 @@ VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".webm", ".mov")
 TRAIN_KEYS: dict[str, tuple[type, ...]] = {
     "epochs": (int,), "batch_size": (int,), "eval_batch_size": (int,), "lr": (int, float),
     "weight_decay": (int, float), "warmup_iters": (int,), "lr_drop_epoch": (int, type(None)),
-    "grad_clip": (int, float), "amp": (bool,), "seed": (int,), "repeat": (int,),
+    "grad_clip": (int, float), "amp": (bool,), "seed": (int,), "repeat": (int,), "accumulate": (int,),
 }
 
 

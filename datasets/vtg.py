@@ -4,6 +4,7 @@ dataset is (files, frame rate, preset) lives in :mod:`datasets.registry`.
 """
 from __future__ import annotations
 
+import logging
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -19,10 +20,17 @@ from datasets import registry
 from datasets.features.cache import FeatureCache
 from datasets.formats.base import Sample
 from datasets.prepare import encode_frames, feature_key
-from datasets.video import read_frames
+from datasets.errors import InputError
+from datasets.video import read_frames, video_identity
 from methods.backbone import trim_text_ids
 
+log = logging.getLogger(__name__)
 
+# A video may hold fewer clips than its annotated duration implies: up to one clip (a partial
+# last clip, container rounding) silently; up to SHORT_VIDEO_ERROR_CLIPS with a warning (the
+# official pipelines accept frames and labels that differ by fewer than 5 clips); more is an
+# error naming the video and the annotation line.
+SHORT_VIDEO_ERROR_CLIPS = 5
 
 
 def num_clips(duration: float, fps: float) -> int:
@@ -50,11 +58,13 @@ class VTGDataset(Dataset):
     ``source="features"``."""
 
     def __init__(self, samples: list[Sample], video_fn: Callable[[str], Tensor | dict], tokenize: Callable,
-                 fps: float, source: str):
+                 fps: float, source: str, video_name: Callable[[str], object] = str):
         if source not in ("frames", "features"):
             raise ValueError(f"source must be 'frames' or 'features', got {source!r}")
         self.samples, self.video_fn, self.fps, self.source = samples, video_fn, fps, source
+        self.video_name = video_name          # vid -> what to call the video in messages (its file)
         self.text_ids = tokenize([s.query for s in samples])
+        self._short: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -63,11 +73,51 @@ class VTGDataset(Dataset):
         s = self.samples[i]
         video = self.video_fn(s.vid)
         length = (video if torch.is_tensor(video) else next(iter(video.values()))).shape[0]
-        n = min(length, num_clips(s.duration, self.fps))
+        expected = num_clips(s.duration, self.fps)
+        if expected - length > 1:
+            self._check_short(s, length, expected)
+        n = min(length, expected)
         video = video[:n] if torch.is_tensor(video) else {k: v[:n] for k, v in video.items()}
         return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video, source=self.source,
                     text_ids=self.text_ids[i], windows=torch.tensor(s.windows, dtype=torch.float32).reshape(-1, 2),
                     saliency=saliency_target(s, n, self.fps))
+
+
+    def _check_short(self, s: Sample, length: int, expected: int) -> None:
+        """A video shorter than its annotation says: an error beyond SHORT_VIDEO_ERROR_CLIPS
+        clips, else one warning per video."""
+        seconds = f"{length / self.fps:g} s of video, {s.duration:g} s annotated"
+        where = f"{self.video_name(s.vid)} (annotated at {s.source})"
+        if expected - length > SHORT_VIDEO_ERROR_CLIPS:
+            path, _, line = s.source.rpartition(":")
+            raise InputError(path or s.source, int(line) if line.isdigit() else None, "duration",
+                             f"video {self.video_name(s.vid)} holds {length} clips of {1 / self.fps:g} s, the "
+                             f"annotated duration {s.duration:g} s needs {expected} ({seconds}): more than "
+                             f"{SHORT_VIDEO_ERROR_CLIPS} clips short; fix the duration or the video")
+        if s.vid not in self._short:
+            self._short.add(s.vid)
+            log.warning("video %s is %d clips shorter than annotated (%s); the windows past its end "
+                        "cannot be seen", where, expected - length, seconds)
+
+
+def long_queries(samples: list[Sample], count_tokens: Callable[[str], int], context: int) -> list[Sample]:
+    """The samples whose query needs more than ``context`` tokens (start/end tokens
+    included); the tokenizer cuts them, and a run warns with their count."""
+    return [s for s in samples if count_tokens(s.query) > context]
+
+
+def warn_long_queries(samples: list[Sample], backbone, split: str) -> int:
+    """Warn (once, with the count and the first few) about queries longer than the text
+    encoder's context: they are cut there, as the official code cuts them. Returns the count."""
+    context = getattr(backbone, "context_length", None)
+    if not context or not hasattr(backbone, "count_tokens"):
+        return 0
+    long = long_queries(samples, backbone.count_tokens, context)
+    if long:
+        first = ", ".join(f"{s.source} ({backbone.count_tokens(s.query)} tokens)" for s in long[:3])
+        log.warning("%d %s queries are longer than %s's %d-token context and are cut to it: %s%s", len(long),
+                    split, backbone.name, context, first, ", ..." if len(long) > 3 else "")
+    return len(long)
 
 
 def _pad(tensors: list[Tensor], t: int) -> Tensor:
@@ -104,6 +154,10 @@ class FrameSource:
         self.dataset, self.backbone = dataset, backbone
         self.get = lru_cache(maxsize=cache_size)(self._load)
 
+    def identity(self, vid: str) -> str:
+        """The identity of ``vid``'s video file (``datasets.video.video_identity``)."""
+        return video_identity(self.dataset.video_path(vid))
+
     def _load(self, vid: str) -> Tensor:
         frames = read_frames(self.dataset.video_path(vid), self.dataset.frame_rate(vid), self.backbone.image_size)
         return self.backbone.preprocess(frames).cpu()
@@ -121,11 +175,12 @@ def extract_features(vid: str, frames: FrameSource, model, device: torch.device,
 
 def build_features(vids: list[str], frames: FrameSource, model, cache: FeatureCache, device: torch.device,
                    progress: bool = True) -> None:
-    """Fill the cache for every video that has no entry yet (fp16 on disk). Entries are verified
-    when read: a corrupt one is rebuilt then (see :func:`cached_video_fn`)."""
-    missing = [v for v in dict.fromkeys(vids) if not cache.path_for(v).is_file()]
+    """Fill the cache for every video that has no whole entry made from its current file yet
+    (fp16 on disk). Entries are verified when read: a corrupt one is rebuilt then (see
+    :func:`cached_video_fn`)."""
+    missing = [v for v in dict.fromkeys(vids) if not cache.complete(v, frames.identity(v))]
     for vid in tqdm(missing, desc=f"caching features ({model.backbone.name})", disable=not progress or not missing):
-        cache.put(vid, extract_features(vid, frames, model, device))
+        cache.put(vid, extract_features(vid, frames, model, device), frames.identity(vid))
 
 
 def cached_video_fn(cache: FeatureCache, frames: FrameSource, model, device: torch.device,
@@ -133,5 +188,5 @@ def cached_video_fn(cache: FeatureCache, frames: FrameSource, model, device: tor
     """``vid → {point: features}`` read from the cache (rebuilt if missing or corrupt), memoised in memory."""
     @lru_cache(maxsize=memo)
     def video(vid: str) -> dict:
-        return cache.get_or_compute(vid, lambda: extract_features(vid, frames, model, device))
+        return cache.get_or_compute(vid, lambda: extract_features(vid, frames, model, device), frames.identity(vid))
     return video

@@ -24,7 +24,7 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock
 from torch import Tensor, nn
 
-from methods.checkpoints import check_checkpoint
+from methods.checkpoints import check_checkpoint, verify_safetensors
 from methods.hooks import BlockHooks, Taps, TowerContext, overridden
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,16 @@ def _file_digest(path: str, size: int, mtime: float) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _stat(path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+@lru_cache(maxsize=8)
+def _verified(path: str, size: int, mtime_ns: int) -> None:
+    verify_safetensors(path)     # memoised per path, size and mtime: a file is read once
 
 
 def weights_digest(path: str | os.PathLike) -> str:
@@ -87,17 +97,43 @@ def _attend(block: ResidualAttentionBlock, q: Tensor, ctx: TowerContext) -> Tens
     return block.attn(q, q, q, need_weights=False, attn_mask=attn_mask, key_padding_mask=padding)[0]
 
 
+def hub_parts(name: str) -> list[str]:
+    """What building open_clip config ``name`` would fetch from a model hub: a Hugging Face text
+    tower (``text_cfg.hf_model_name``), tokenizer (``hf_tokenizer_name``) or pretrained timm
+    vision tower (``vision_cfg.timm_model_pretrained``)."""
+    cfg = open_clip.get_model_config(name) or {}
+    text, vision = cfg.get("text_cfg") or {}, cfg.get("vision_cfg") or {}
+    parts = []
+    if text.get("hf_model_name"):
+        parts.append(f"text tower ({text['hf_model_name']})")
+    if text.get("hf_tokenizer_name"):
+        parts.append(f"tokenizer ({text['hf_tokenizer_name']})")
+    if vision.get("timm_model_pretrained"):
+        parts.append(f"pretrained vision tower ({vision.get('timm_model_name')})")
+    return parts
+
+
 def check_backbone(name: str, weights: str | os.PathLike | None) -> None:
     """Refuse at once what would need a download: hub models, hub tags, missing files."""
     if name.startswith(("hf-hub:", "local-dir:")) or name not in open_clip.list_models():
         raise BackboneError(
             f"unknown open_clip model '{name}': use a built-in architecture name "
             f"(e.g. ViT-B-32, or R2Bench-Tiny from {MODEL_CONFIG_DIR}); hub models cannot be downloaded here")
+    hub = hub_parts(name)
+    if hub:
+        raise BackboneError(
+            f"open_clip model '{name}' takes its {' and '.join(hub)} from the Hugging Face hub, and this suite "
+            f"never downloads: use an architecture with open_clip's own text tower and tokenizer (e.g. ViT-B-32)")
     if weights is not None and not Path(weights).is_file():
         hint = (" — it looks like a hub tag; this suite never downloads: pass the path of a local checkpoint file"
                 if not any(sep in str(weights) for sep in "/\\.") else "")
         raise BackboneError(f"CLIP weights '{weights}' for {name}: no such file{hint}")
     if weights is not None:
+        if Path(weights).suffix == ".safetensors":
+            try:
+                _verified(str(weights), *_stat(weights))
+            except ValueError as e:
+                raise BackboneError(f"CLIP weights for {name}: {e}") from None
         check_checkpoint(name, weights)   # activation and shapes must fit the config
 
 
@@ -161,6 +197,15 @@ class Backbone(nn.Module):
     def tokenize(self, texts: Sequence[str]) -> Tensor:
         """open_clip's tokenizer: (B, context_length) token ids."""
         return self.tokenizer(list(texts))
+
+    @property
+    def context_length(self) -> int | None:
+        """Tokens the text tower reads (longer queries are cut to it)."""
+        return getattr(self.tokenizer, "context_length", None)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` needs, start and end tokens included, before any cut."""
+        return len(self.tokenizer.encode(text)) + 2
 
     def preprocess(self, frames: np.ndarray | Tensor) -> Tensor:
         """uint8 frames (T, S, S, 3), already resized and centre-cropped → normalised (T, 3, S, S)."""

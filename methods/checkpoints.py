@@ -17,6 +17,8 @@ What a file says (``CheckpointInfo``):
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import zipfile
@@ -31,6 +33,40 @@ SHAPE_FIELDS = ("vision_width", "vision_layers", "patch_size", "image_size", "te
 _VISION_BLOCK = re.compile(r"^visual\.transformer\.resblocks\.(\d+)\.")
 _TEXT_BLOCK = re.compile(r"^(?:text\.)?transformer\.resblocks\.(\d+)\.")
 _QUICK_GELU_NAME = re.compile(r"quick[-_]?gelu|openai", re.IGNORECASE)
+
+
+CHECKSUM_KEY = "weights_checksum"
+
+
+def tensors_checksum(tensors) -> str:
+    """blake2b over every tensor's name, dtype, shape and raw bytes (names in sorted order)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def verify_safetensors(path: str | os.PathLike) -> dict[str, str]:
+    """Read a safetensors file whole; if its metadata carries :data:`CHECKSUM_KEY` (the files
+    this project writes do), the tensors must match it. Returns the metadata; raises
+    ``ValueError`` naming the file when it is unreadable or its weights were changed."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+        tensors = load(data)
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    except (OSError, SafetensorError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+    metadata = header.get("__metadata__") or {}
+    expected = metadata.get(CHECKSUM_KEY)
+    if expected is not None and tensors_checksum(tensors) != expected:
+        raise ValueError(f"{path}: its weights do not match the checksum it was saved with (damaged or "
+                         f"edited file; delete it, or re-create it)")
+    return metadata
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,11 @@
 Layout: ``root/<digest(key)>/key.json`` plus ``root/<digest(key)>/<safe vid>.safetensors``.
 The key names everything the features depend on (backbone, weights digest, fps, layers,
 image size, ...), so a change to any of them selects a fresh directory. Every entry's
-metadata records the video id, the key digest and a blake2b checksum of the tensor bytes;
-an entry that fails to parse or verify is logged, deleted and reported as missing.
+metadata records the video id, the key digest, a blake2b checksum of the tensor bytes and
+(``source``) the identity of the video file it was computed from
+(``datasets.video.video_identity``); an entry that fails to parse or verify is logged,
+deleted and reported as missing, and one computed from another file than the video now
+under that name (replaced, truncated, emptied) is stale: deleted and rebuilt.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from datasets.io import atomic_write
+from methods.checkpoints import tensors_checksum
 
 logger = logging.getLogger(__name__)
 
@@ -45,18 +49,12 @@ def safe_name(vid: str) -> str:
     return f"{stem}-{hashlib.blake2b(vid.encode(), digest_size=6).hexdigest()}"
 
 
-def tensors_checksum(tensors: Mapping[str, torch.Tensor]) -> str:
-    """blake2b over every tensor's name, dtype, shape and raw bytes (names in sorted order)."""
-    h = hashlib.blake2b(digest_size=16)
-    for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 class CorruptEntry(Exception):
     """A cache file that cannot be trusted (truncated, unparsable, wrong key or checksum)."""
+
+
+class StaleEntry(Exception):
+    """A sound cache file computed from another video file than the one now under its name."""
 
 
 @dataclass
@@ -66,6 +64,7 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     rebuilt: int = 0
+    stale: int = 0
 
 
 class FeatureCache:
@@ -89,8 +88,9 @@ class FeatureCache:
         """The entry file of ``vid`` (it may not exist)."""
         return self.dir / f"{safe_name(vid)}.safetensors"
 
-    def put(self, vid: str, tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Store ``tensors`` (floating → fp16, others kept) atomically; returns what was stored."""
+    def put(self, vid: str, tensors: Mapping[str, torch.Tensor], source: str | None = None) -> dict[str, torch.Tensor]:
+        """Store ``tensors`` (floating → fp16, others kept) atomically, computed from the video
+        file of identity ``source``; returns what was stored."""
         stored = {}
         for name, t in tensors.items():
             t = t.detach().cpu()
@@ -101,12 +101,37 @@ class FeatureCache:
             "key_digest": self.digest,
             "key": json.dumps(self.key, sort_keys=True),
             "checksum": tensors_checksum(stored),
+            "source": source or "",
         }
         atomic_write(self.path_for(vid), st_save(stored, metadata=metadata))
         return stored
 
-    def get(self, vid: str) -> dict[str, torch.Tensor] | None:
-        """The stored tensors, or None when absent or corrupt (a corrupt file is logged and deleted)."""
+    def header(self, vid: str) -> dict | None:
+        """The entry's metadata, read from its header only, if the file is as long as its header
+        says (catches a missing or truncated file, not flipped bits); else None."""
+        path = self.path_for(vid)
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                if n <= 0 or 8 + n > size:
+                    return None
+                header = json.loads(f.read(n))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return None
+        return (header.get("__metadata__") or {}) if size == 8 + n + end else None
+
+    def complete(self, vid: str, source: str | None = None) -> bool:
+        """Cheap check that ``vid`` has a whole entry of this key (and, given ``source``, made
+        from that video file); the tensors' checksum is verified when they are read."""
+        meta = self.header(vid)
+        return (meta is not None and (meta.get("format"), meta.get("vid"), meta.get("key_digest"))
+                == (FORMAT_VERSION, str(vid), self.digest) and (source is None or meta.get("source") == source))
+
+    def get(self, vid: str, source: str | None = None) -> dict[str, torch.Tensor] | None:
+        """The stored tensors, or None when absent, corrupt (logged and deleted) or, given
+        ``source``, computed from another video file (stale: logged and deleted)."""
         path = self.path_for(vid)
         try:
             data = path.read_bytes()
@@ -114,7 +139,14 @@ class FeatureCache:
             self.stats.misses += 1
             return None
         try:
-            tensors = self._verify(vid, data)
+            tensors = self._verify(vid, data, source)
+        except StaleEntry as e:
+            logger.warning("feature cache: %s was computed from another file than the video now there (%s); "
+                           "deleted, it will be rebuilt", path, e)
+            path.unlink(missing_ok=True)
+            self.stats.stale += 1
+            self.stats.misses += 1
+            return None
         except CorruptEntry as e:
             logger.warning("feature cache: corrupt entry %s (%s); deleted, it will be rebuilt", path, e)
             path.unlink(missing_ok=True)
@@ -125,13 +157,13 @@ class FeatureCache:
         return tensors
 
     def get_or_compute(
-        self, vid: str, fn: Callable[[], Mapping[str, torch.Tensor]]
+        self, vid: str, fn: Callable[[], Mapping[str, torch.Tensor]], source: str | None = None
     ) -> dict[str, torch.Tensor]:
-        """``get(vid)``, or compute with ``fn()``, store and return the stored (fp16) tensors."""
-        tensors = self.get(vid)
-        return tensors if tensors is not None else self.put(vid, fn())
+        """``get(vid, source)``, or compute with ``fn()``, store and return the stored (fp16) tensors."""
+        tensors = self.get(vid, source)
+        return tensors if tensors is not None else self.put(vid, fn(), source)
 
-    def _verify(self, vid: str, data: bytes) -> dict[str, torch.Tensor]:
+    def _verify(self, vid: str, data: bytes, source: str | None = None) -> dict[str, torch.Tensor]:
         if len(data) < 8:
             raise CorruptEntry(f"only {len(data)} bytes")
         try:
@@ -146,4 +178,6 @@ class FeatureCache:
                 raise CorruptEntry(f"metadata {field}={metadata.get(field)!r}, expected {value!r}")
         if metadata.get("checksum") != tensors_checksum(tensors):
             raise CorruptEntry("checksum mismatch")
+        if source is not None and metadata.get("source") != source:
+            raise StaleEntry(f"entry from video {metadata.get('source') or 'of unknown identity'}, video now {source}")
         return tensors

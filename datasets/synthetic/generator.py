@@ -23,14 +23,13 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from datasets.io import cache_dir
+from datasets.io import cache_dir, temp_dir_for
 from datasets.formats.qvhighlights import CLIP_SECONDS
 
 # 1: queries for 1–2 targets per video, tiny CLIP captions named every static attribute.
@@ -400,7 +399,7 @@ def generate(root: str | os.PathLike | None = None, seed: int = 0, n_train: int 
     if root.exists() and any(root.iterdir()) and not (root / "manifest.json").exists():
         raise FileExistsError(f"{root} exists and is not a synthetic benchmark; refusing to overwrite it")
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+    tmp = temp_dir_for(root)
     try:
         (tmp / "videos").mkdir()
         (tmp / "annotations").mkdir()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import logging
 import math
 import os
 import time
@@ -26,13 +27,15 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
 from datasets.io import atomic_write, cache_dir
 from datasets.synthetic import generator as synthetic
 from methods.backbone import trim_text_ids  # importing methods.backbone registers R2Bench-Tiny
+from methods.checkpoints import CHECKSUM_KEY, tensors_checksum, verify_safetensors
+
+log = logging.getLogger(__name__)
 
 # 1: captions named one object by all (or an unambiguous subset of) its static attributes.
 # 2: image-level captions of coarse attributes only (colours, shapes, counts).
@@ -157,6 +160,8 @@ def _lr(step: int, steps: int) -> float:
 def train(seed: int = 0, steps: int = DEFAULT_STEPS, batch_size: int = BATCH_SIZE, device: str | torch.device = "cpu",
           n_heldout: int = N_HELDOUT, progress: bool = True) -> tuple[torch.nn.Module, dict[str, float]]:
     """Train from scratch; returns the model (eval mode) and held-out retrieval accuracy."""
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"tiny CLIP pretraining needs at least 1 step, got {steps!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = create_model(device).train()
@@ -186,11 +191,12 @@ def train(seed: int = 0, steps: int = DEFAULT_STEPS, batch_size: int = BATCH_SIZ
 
 
 def save(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
-    """Write the state dict as safetensors atomically (temp file + rename)."""
+    """Write the state dict as safetensors atomically (temp file + rename), with a checksum of
+    its weights in the metadata (``methods.checkpoints.verify_safetensors`` checks it)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return atomic_write(path, save_safetensors(state, metadata=metadata))
+    return atomic_write(path, save_safetensors(state, metadata={**metadata, CHECKSUM_KEY: tensors_checksum(state)}))
 
 
 def _recipe(seed: int, steps: int) -> dict[str, str]:
@@ -208,29 +214,37 @@ def pretrain(seed: int = 0, steps: int = DEFAULT_STEPS, out: str | os.PathLike |
     return path, acc
 
 
-def ensure_tiny_clip(seed: int = 0) -> Path:
-    """The cached default checkpoint for ``seed``; pretrained first if absent or if it was
-    made with another recipe (version, steps, batch size, learning rate)."""
+def ensure_tiny_clip(seed: int = 0, progress: bool = True) -> Path:
+    """The cached default checkpoint for ``seed``; pretrained (again) if absent, made with
+    another recipe (version, steps, batch size, learning rate), or damaged: its weights must
+    match the checksum saved with them."""
     path = checkpoint_path(seed)
-    try:
-        with safe_open(path, "pt") as f:
-            meta = f.metadata() or {}
-    except (OSError, SafetensorError):
-        meta = {}
+    meta = {}
+    if path.exists():
+        try:
+            meta = verify_safetensors(path)
+            if CHECKSUM_KEY not in meta:
+                raise ValueError(f"{path}: saved without a weights checksum (an older version)")
+        except ValueError as e:
+            log.warning("tiny CLIP checkpoint refused, pretraining it again: %s", e)
+            meta = {}
     if any(meta.get(k) != v for k, v in _recipe(seed, DEFAULT_STEPS).items()):
-        path, _ = pretrain(seed, out=path)
+        path, _ = pretrain(seed, out=path, progress=progress)
     return path
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps, ≥ 1 (default {DEFAULT_STEPS})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--device", default="cpu", help="cpu (default: reproducible everywhere) or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error(f"--steps must be at least 1 (got {args.steps}): zero steps would save an untrained model")
     start = time.perf_counter()
-    path, acc = pretrain(args.seed, args.steps, args.out, args.device)
+    path, acc = pretrain(args.seed, args.steps, args.out, args.device, progress=not args.quiet)
     print(f"saved {path} in {time.perf_counter() - start:.1f}s")
     print(f"held-out top-1 ({N_HELDOUT} scenes): image->text {100 * acc['i2t']:.1f}% "
           f"(chance {100 * acc['i2t_chance']:.1f}%), text->image {100 * acc['t2i']:.1f}% "
