@@ -6,23 +6,36 @@
     python run_all.py --suite all                         # every suite, then out/report.html + report.md
     python run_all.py --report                            # only the report of everything under --out
 
-Finished runs are skipped on a re-run (the ledger makes an interrupted suite resume); a run
-that fails is recorded with its reason and the suite goes on.
+Finished runs are skipped on a re-run (the ledger makes an interrupted suite resume, and an
+interrupted run goes on from its last epoch checkpoint); a run that fails is recorded with
+its reason and the suite goes on.
+
+Exit status: 0 every run asked for is ok; 1 some run failed (or a table could not be
+rendered); 2 bad command line or input, nothing ran; 130 interrupted (Ctrl-C, SIGTERM).
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 
+if __name__ == "__main__":       # before torch starts its thread pools (bench.threads)
+    from bench.threads import configure_early, threads_from_argv
+    configure_early(threads_from_argv(sys.argv[1:]))
+
 import torch
 
+from bench import launch
 from bench.ledger import Ledger
 from bench.provenance import code_version
-from datasets.io import REPO_ROOT
+from bench.resume import RESUME_NAME, peek_epoch
+from bench.train import NonFiniteLoss
+from datasets.io import REPO_ROOT, atomic_write, cache_dir, clean_orphans
 from bench.run import RunContext, RunSpec, base_record, execute, make_run_id, run_identity
 from bench.suites import ALL, SUITES, get_suite
 from reports.tables.common import TableError
@@ -50,18 +63,78 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--methods", nargs="+", help="only these rows of the suite")
     p.add_argument("--epochs", type=int, help="override the dataset preset's epochs")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads per process (default: the cores available; "
+                                                "OMP_WAIT_POLICY=PASSIVE unless set; see docs/results.md)")
+    p.add_argument("--oom-retry", action="store_true",
+                   help="after CUDA out-of-memory, retry the run once with twice the gradient accumulation "
+                        "(half the micro-batch, the same batch), recorded as such")
+    p.add_argument("--run-id", nargs="+", help="only the runs with these ids (what a Slurm job runs)")
+    launch.add_arguments(p)
     p.add_argument("--out", type=Path, default=REPO_ROOT / "out")
     p.add_argument("--paper-scale", action="store_true",
                    help="only parameters and memory at the paper's setting (no data, weights or training)")
     p.add_argument("--fresh", action="store_true", help="re-run runs the ledger already has")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, no library log lines")
     p.add_argument("--report", action="store_true",
                    help="write OUT/report.html and report.md (alone: from what --out holds, running nothing)")
     args = p.parse_args(argv)
     if args.suite is None and not args.report:
         args.suite = "table9"
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be at least 1, got {args.threads}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return args
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA if there is one), ``cpu``, ``cuda`` or ``cuda:N``; anything else, or a CUDA
+    device this machine lacks, is a ``ValueError`` saying so."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name}: this suite runs on cpu or cuda, not {device.type}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available here (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def check_writable(folder: Path) -> None:
+    """Fail now, with the folder named, if outputs cannot be written under ``folder``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = atomic_write(folder / ".write-probe", b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"--out {folder}: cannot write there ({e.strerror or e})") from None
+
+
+def _drop_library_chatter(record: logging.LogRecord) -> bool:
+    """open_clip narrates model creation on the root logger at INFO: not our output."""
+    return record.levelno >= logging.WARNING or "open_clip" not in record.pathname
+
+
+def configure_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    root = logging.getLogger()
+    if _drop_library_chatter not in root.filters:
+        root.addFilter(_drop_library_chatter)
+    if int(os.environ.get("RANK", "0")) != 0:     # the other processes of a torchrun run: warnings only
+        root.setLevel(logging.WARNING)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (a Slurm time limit, ``kill``) handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Interrupted(f"signal {signum}")
 
 
 def dataset_and_backbone(args):
@@ -74,7 +147,7 @@ def dataset_and_backbone(args):
         if args.weights or args.random_init or name != "R2Bench-Tiny":
             return data, name, args.weights
         from datasets.synthetic.tiny_clip import ensure_tiny_clip
-        return data, name, str(ensure_tiny_clip())
+        return data, name, str(ensure_tiny_clip(progress=not args.quiet))
     if not args.video_dir:
         raise InputError(None, None, "video_dir", f"--dataset {args.dataset} needs --video-dir (a folder of <vid>.mp4 files)")
     check_backbone(args.backbone or "ViT-B-32", args.weights)
@@ -82,16 +155,50 @@ def dataset_and_backbone(args):
     return data, args.backbone or "ViT-B-32", args.weights
 
 
-def run_or_record_failure(spec, ctx: RunContext, run_id: str) -> dict:
-    """The run's record; a run that raises becomes a ``failed`` record with its reason."""
+def fault_of(e: BaseException, spec, ctx: RunContext) -> dict | None:
+    """What a fault's record says beyond its message: the step and loss terms of a non-finite
+    loss; the batch, micro-batch and peak memory of a CUDA out-of-memory."""
+    if isinstance(e, NonFiniteLoss):
+        return dict(kind="non_finite_loss", step=e.step, epoch=e.epoch, losses=e.losses)
+    if isinstance(e, torch.cuda.OutOfMemoryError):
+        cfg = run_identity(spec, ctx).get("train_config") or {}
+        batch, accumulate = cfg.get("batch_size"), cfg.get("accumulate", 1)
+        peak = total = None
+        if ctx.device.type == "cuda" and torch.cuda.is_available():
+            peak = round(torch.cuda.max_memory_allocated(ctx.device) / 2**30, 2)
+            total = round(torch.cuda.get_device_properties(ctx.device).total_memory / 2**30, 1)
+        return dict(kind="out_of_memory", batch_size=batch, accumulate=accumulate,
+                    micro_batch=-(-batch // accumulate) if batch else None, peak_gib=peak, device_gib=total)
+    return None
+
+
+def run_or_record_failure(spec, ctx: RunContext, run_id: str, oom_retry: bool = False) -> dict:
+    """The run's record; a run that raises becomes a ``failed`` record with its reason (and
+    :func:`fault_of`). With ``oom_retry``, a CUDA out-of-memory is retried once with twice the
+    micro-batches (``accumulate``), and the record says so (``oom_retry``)."""
     start = time.perf_counter()
     try:
         return execute(spec, ctx, run_id)
     except Exception as e:  # a failed run is recorded and the suite goes on
+        fault = fault_of(e, spec, ctx)
+        if oom_retry and fault and fault["kind"] == "out_of_memory" and fault["micro_batch"] and fault["micro_batch"] > 1:
+            log.warning("run %s ran out of memory at micro-batch %d; retrying with gradient accumulation at half "
+                        "that", run_id, fault["micro_batch"])
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(ctx.device) if ctx.device.type == "cuda" else None
+            from dataclasses import replace
+            retry = replace(ctx, train_overrides={**ctx.train_overrides, "accumulate": 2 * fault["accumulate"] // ctx.world_size})
+            record = run_or_record_failure(spec, retry, run_id, oom_retry=False)
+            record["oom_retry"] = dict(first=fault, accumulate=2 * fault["accumulate"],
+                                       micro_batch=-(-fault["batch_size"] // (2 * fault["accumulate"])))
+            return record
         log.error("run %s failed: %s", run_id, e)
         log.debug(traceback.format_exc())
         record = base_record(spec, ctx, run_id)
         record.update(status="failed", error=f"{type(e).__name__}: {e}", wall_s=round(time.perf_counter() - start, 1))
+        if fault:
+            record["fault"] = fault
         return record
 
 
@@ -104,6 +211,8 @@ def plan_runs(suite, args, dataset, backbone, weights, device, out_dir) -> list[
     if unknown:
         raise ValueError(f"--methods {' '.join(unknown)}: not a row of suite {suite.name} (rows: {', '.join(wanted)})")
     train_overrides = {"epochs": args.epochs} if args.epochs is not None else {}
+    from bench.distributed import World
+    world_size = World.current().size
     plan = []
     for spec in suite.runs:
         if args.methods and spec.method not in args.methods:
@@ -113,18 +222,42 @@ def plan_runs(suite, args, dataset, backbone, weights, device, out_dir) -> list[
             continue
         for seed in args.seeds:
             ctx = RunContext(suite.name, dataset, backbone, weights, device, out_dir, seed,
-                             train_overrides=train_overrides, paper_scale=args.paper_scale, progress=not args.quiet)
+                             train_overrides=train_overrides, paper_scale=args.paper_scale, progress=not args.quiet,
+                             fresh=args.fresh, world_size=world_size)
             plan.append((spec, ctx, make_run_id(suite.name, run_identity(spec, ctx))))
+    if args.run_id:
+        unknown = sorted(set(args.run_id) - {run_id for _, _, run_id in plan})
+        if unknown:
+            raise ValueError(f"--run-id {' '.join(unknown)}: not a run of this command (runs: "
+                             f"{', '.join(run_id for _, _, run_id in plan)})")
+        plan = [p for p in plan if p[2] in args.run_id]
     return plan
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    configure_logging(args.quiet)
+    from bench.threads import apply
+    apply(args.threads)
+    try:
+        device = resolve_device(args.device)
+        check_writable(args.out)
+    except ValueError as e:
+        log.error("error: %s", e)
+        return 2
+    for root in (args.out, cache_dir()):
+        clean_orphans(root)          # temp files and folders of writers that were killed
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     names = list(SUITES) if args.suite == ALL else [args.suite] if args.suite else []
-    codes = [run_suite(get_suite(name), args, device) for name in names]
+    try:
+        codes = [run_suite(get_suite(name), args, device) for name in names]
+    except KeyboardInterrupt as e:
+        log.error("interrupted (%s): every finished run is in the ledger; run the same command again to go on "
+                  "(an interrupted run resumes from its last epoch checkpoint)", e or "Ctrl-C")
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if args.report or args.suite == ALL:
         from reports.report import write_report
         try:
@@ -137,10 +270,28 @@ def main(argv=None) -> int:
     return max(codes, default=0)
 
 
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def interrupted_record(spec, ctx: RunContext, run_id: str, reason: BaseException) -> dict:
+    record = base_record(spec, ctx, run_id)
+    epoch = peek_epoch(ctx.out_dir / "runs" / run_id / RESUME_NAME)
+    record.update(status="interrupted", error=f"interrupted ({reason or 'Ctrl-C'}); "
+                  + (f"resumes from epoch {epoch}" if epoch else "starts over") + " when run again",
+                  resume_epoch=epoch)
+    return record
+
+
 def run_suite(suite, args, device) -> int:
     """Run one suite's plan into ``<out>/<suite>``, then render its tables and figures."""
     # paper-scale rows (no training) get a folder of their own so they never mix with trained runs
     out_dir = args.out / (suite.name + ("_paper_scale" if args.paper_scale else ""))
+    from bench.distributed import World
+    world = World.current()
+    if not world.main:
+        world.barrier()          # under torchrun, rank 0 generates data and weights first
     try:
         if args.paper_scale:   # the paper's setting (QVHighlights, 0.5 fps); no data is read
             from dataclasses import replace
@@ -152,18 +303,38 @@ def run_suite(suite, args, device) -> int:
     except (InputError, BackboneError, ValueError, KeyError) as e:  # nothing has run yet: say what is wrong, stop
         log.error("error: %s", e)
         return 2
+    finally:
+        if world.main:
+            world.barrier()
+    if not world.main:           # the other processes of a torchrun run only train, in step with rank 0
+        ledger = Ledger(out_dir)
+        for spec, ctx, run_id in [p for p in plan if args.fresh or not ledger.done(p[2], code_version())]:
+            execute(spec, ctx, run_id)
+        return 0
     ledger = Ledger(out_dir)
     log.info("suite %s on %s | backbone %s [%s] | device %s", suite.name, dataset.name, backbone,
              weights or RANDOM_INIT, device)
     version = code_version()
-    for spec, ctx, run_id in plan:
-        if ledger.done(run_id, version) and not args.fresh:
+    todo = [(spec, ctx, run_id) for spec, ctx, run_id in plan if args.fresh or not ledger.done(run_id, version)]
+    for _, _, run_id in plan:
+        if not any(run_id == t[2] for t in todo):
             log.info("done already: %s (use --fresh to re-run)", run_id)
-            continue
-        log.info("── %s [%s] (seed %d)", spec.method, spec.row_name(), ctx.seed)
-        record = run_or_record_failure(spec, ctx, run_id)
-        ledger.append(record)
-        ledger.write_results_csv()      # results.csv stays current after every run
+    if args.launcher != "inline" and todo:
+        launch.submit_and_collect(todo, args, ledger)
+    else:
+        for spec, ctx, run_id in todo:
+            log.info("── %s [%s] (seed %d)", spec.method, spec.row_name(), ctx.seed)
+            try:
+                record = run_or_record_failure(spec, ctx, run_id, oom_retry=args.oom_retry)
+            except KeyboardInterrupt as e:
+                ledger.append(interrupted_record(spec, ctx, run_id, e))
+                ledger.write_results_csv()
+                raise
+            ledger.append(record)
+            ledger.write_results_csv()      # results.csv stays current after every run
+            if world.size > 1 and record["status"] != "ok":
+                log.error("a failed run stops a torchrun group (its other processes may be waiting in a collective)")
+                return 1
     results = ledger.write_results_csv()
     try:
         paths = suite.render(out_dir)
@@ -172,8 +343,11 @@ def run_suite(suite, args, device) -> int:
         return 1
     log.info("\n%s", paths[0].read_text())
     log.info("results: %s\ntables: %s", results, ", ".join(str(p) for p in paths))
-    failed = [r for r in ledger.records() if r["status"] != "ok"]
-    return 1 if failed and len(failed) == len(ledger.records()) else 0
+    status = {r["run_id"]: r.get("status") for r in ledger.records()}
+    failed = [run_id for _, _, run_id in plan if status.get(run_id) != "ok"]
+    if failed:
+        log.error("%d of %d runs did not finish ok: %s", len(failed), len(plan), ", ".join(failed))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -238,7 +238,8 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
     data, device, world = ctx.dataset, ctx.device, World.current()
     run_dir = ctx.out_dir / "runs" / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
-    resume = Resume(run_dir / RESUME_NAME, dict(run_id=run_id, code_version=code_version()))
+    resume = Resume(run_dir / RESUME_NAME, dict(run_id=run_id, code_version=code_version(),
+                                                train_config=identity["train_config"]))
     if ctx.fresh and world.main:
         resume.path.unlink(missing_ok=True)
     torch.manual_seed(ctx.seed)

@@ -212,7 +212,7 @@ def make_step_state(model: TransferModel, cfg: TrainConfig, device: torch.device
                  if iters_per_epoch else None)
     return StepState(optimizer, cfg.grad_clip, autocast or autocast_for(device, cfg.amp),
                      torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda"), scheduler,
-                     torch.Generator().manual_seed(cfg.seed), seed=cfg.seed, world=World.current())
+                     torch.Generator().manual_seed(cfg.seed), seed=cfg.seed)
 
 
 @contextmanager
@@ -308,6 +308,7 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
     steps_per_epoch = math.ceil(len(items) / cfg.batch_size)
     model.to(device).train()
     state = make_step_state(model, cfg, device, iters_per_epoch=steps_per_epoch)
+    state.world = world
     world.broadcast_parameters([p for p in model.parameters() if p.requires_grad])
     start_epoch, done = 0, dict(seconds=0.0, videos=0)
     if resume is not None:
