@@ -45,16 +45,19 @@ def _temp_prefix(name: str) -> str:
     return f".{name}{TEMP_TAG}{_host()}-{os.getpid()}-"
 
 
-_UMASK: int | None = None
-
-
 def umask() -> int:
-    """The process umask (read once: ``os.umask`` can only be read by setting it)."""
-    global _UMASK
-    if _UMASK is None:
-        _UMASK = os.umask(0o022)
-        os.umask(_UMASK)
-    return _UMASK
+    """The process umask: from ``/proc/self/status`` where Linux offers it (reading it with
+    ``os.umask`` means setting it, which races with threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
