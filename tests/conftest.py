@@ -4,7 +4,16 @@
     pytest tests/perf --benchmark-only --benchmark-autosave, later --benchmark-compare
     pytest -m perf tests/perf --benchmark-enable       # the same, with the plain tests too
 
-The default ``pytest`` run deselects them (they take minutes)."""
+The default ``pytest`` run deselects them (they take minutes).
+
+``small_bench``: a very small synthetic benchmark and a briefly pretrained tiny CLIP, made once per
+test session in a private cache, and the ``run_all`` command line that trains on them."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
 
 
 def _benchmarks_asked_for(config) -> bool:
@@ -20,3 +29,37 @@ def pytest_collection_modifyitems(config, items):
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[it for it in items if it.get_closest_marker("perf") is not None])
         items[:] = kept
+
+
+SMALL = dict(n_train=16, n_val=8, n_test=2, duration=20)
+
+
+@pytest.fixture(scope="session")
+def small_bench(tmp_path_factory):
+    """``dict(root, annotations, videos, weights, cache, argv(out, *extra))`` — ``argv`` is a
+    run_all command line (frozen row unless ``--methods`` is given, batch 4, 2 epochs)."""
+    cache = tmp_path_factory.mktemp("small-bench-cache")
+    old = os.environ.get("R2BENCH_CACHE")
+    os.environ["R2BENCH_CACHE"] = str(cache)
+    try:
+        from datasets.registry import synthetic_dataset
+        from datasets.synthetic.tiny_clip import pretrain
+        data = synthetic_dataset(progress=False, **SMALL)
+        weights, _ = pretrain(seed=0, steps=20, out=cache / "tiny.safetensors", progress=False)
+    finally:
+        if old is None:
+            os.environ.pop("R2BENCH_CACHE", None)
+        else:
+            os.environ["R2BENCH_CACHE"] = old
+    root = Path(data.video_dir).parent
+
+    def argv(out, *extra, methods=("frozen",), epochs=2):
+        args = ["--suite", "table9", "--dataset", "synthetic", "--annotations", str(root / "annotations"),
+                "--video-dir", str(root / "videos"), "--weights", str(weights), "--set", "train.batch_size=4",
+                "--epochs", str(epochs), "--out", str(out), "--quiet", "--device", "cpu"]
+        if "--methods" not in extra:
+            args += ["--methods", *methods]
+        return [*args, *extra]
+
+    return dict(root=root, annotations=root / "annotations", videos=root / "videos", weights=Path(weights),
+                cache=cache, argv=argv, data=data)

@@ -1,0 +1,230 @@
+"""Faults end in a clear record and never in a lost or stale result: non-finite losses, CUDA
+out-of-memory, Ctrl-C and resume, failed re-runs, stale features, damaged checkpoints, bad
+command lines, quiet output, file permissions, no network."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+import bench.train as T
+import run_all
+from bench.ledger import Ledger
+
+
+@pytest.fixture
+def env(small_bench, monkeypatch):
+    monkeypatch.setenv("R2BENCH_CACHE", str(small_bench["cache"]))
+    return small_bench
+
+
+def records(out):
+    return Ledger(Path(out) / "table9").records()
+
+
+def no_temp_files(root):
+    return [p for p in Path(root).rglob(".*") if ".r2tmp-" in p.name or p.name.endswith(".tmp")]
+
+
+# ---- faults ---------------------------------------------------------------------------------
+def test_a_nan_loss_is_recorded_with_its_step_and_terms_and_the_suite_goes_on(env, tmp_path, monkeypatch):
+    real, calls = T.train_step, []
+
+    def nan_at_third_step_of_the_first_run(model, batch, state):
+        losses = real(model, batch, state)
+        calls.append(state.step)
+        if len(calls) == 3:
+            losses = {k: v * float("nan") if k in ("total", "cls") else v for k, v in losses.items()}
+        return losses
+
+    monkeypatch.setattr(T, "train_step", nan_at_third_step_of_the_first_run)
+    code = run_all.main(env["argv"](tmp_path, "--seeds", "0", "1"))
+    first, second = records(tmp_path)
+    assert code == 1                                   # some run failed
+    assert first["status"] == "failed" and "non-finite loss at step 3 (epoch 1)" in first["error"]
+    assert first["fault"]["kind"] == "non_finite_loss" and first["fault"]["step"] == 3
+    assert set(first["fault"]["losses"]) == {"cls", "reg", "saliency", "video_calibration", "layer_calibration", "total"}
+    assert second["status"] == "ok" and second["seed"] == 1 and second["metrics"]
+
+
+def test_cuda_out_of_memory_is_recorded_and_optionally_retried_with_accumulation(env, tmp_path, monkeypatch):
+    real = T.train_step
+
+    def oom_at_full_micro_batch(model, batch, state):
+        if max(len(mb.batch["qid"]) for mb in batch) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, batch, state)
+
+    monkeypatch.setattr(T, "train_step", oom_at_full_micro_batch)
+    assert run_all.main(env["argv"](tmp_path / "a", "--epochs", "1")) == 1
+    (failed,) = records(tmp_path / "a")
+    assert failed["status"] == "failed" and "out of memory" in failed["error"]
+    assert failed["fault"] == dict(kind="out_of_memory", batch_size=4, accumulate=1, micro_batch=4, peak_gib=None,
+                                   device_gib=None)
+
+    assert run_all.main(env["argv"](tmp_path / "b", "--epochs", "1", "--oom-retry")) == 0
+    (retried,) = records(tmp_path / "b")
+    assert retried["run_id"] == failed["run_id"]         # the run asked for, recorded as retried
+    assert retried["status"] == "ok" and retried["train_config"]["accumulate"] == 2
+    assert retried["oom_retry"]["accumulate"] == 2 and retried["oom_retry"]["micro_batch"] == 2
+    assert retried["oom_retry"]["first"]["kind"] == "out_of_memory"
+
+
+def test_ctrl_c_mid_run_records_it_and_the_rerun_resumes_to_the_same_numbers(env, tmp_path, monkeypatch):
+    argv = env["argv"](tmp_path / "cut", epochs=3)
+    assert run_all.main(env["argv"](tmp_path / "whole", epochs=3)) == 0
+    (whole,) = records(tmp_path / "whole")
+    steps_per_epoch = -(-len(env["data"].samples("train")) // 4)
+    real = T.train_step
+
+    def interrupt_in_epoch_2(model, batch, state):
+        if state.step == steps_per_epoch + 1:          # the second step of the second epoch
+            raise KeyboardInterrupt
+        return real(model, batch, state)
+
+    monkeypatch.setattr(T, "train_step", interrupt_in_epoch_2)
+    assert run_all.main(argv) == 130
+    (cut,) = records(tmp_path / "cut")
+    assert cut["status"] == "interrupted" and cut["resume_epoch"] == 1 and "resumes from epoch 1" in cut["error"]
+    assert not no_temp_files(tmp_path / "cut")
+
+    monkeypatch.setattr(T, "train_step", real)
+    assert run_all.main(argv) == 0
+    (done,) = records(tmp_path / "cut")
+    assert done["run_id"] == whole["run_id"] and done["status"] == "ok" and done["resumed_from_epoch"] == 1
+    assert done["metrics"] == whole["metrics"] and done["final_losses"] == whole["final_losses"]
+    assert not list((tmp_path / "cut").rglob("resume.safetensors"))      # removed once the run is complete
+
+
+def test_a_failed_fresh_rerun_keeps_the_ok_record(env, tmp_path, monkeypatch):
+    assert run_all.main(env["argv"](tmp_path, epochs=1)) == 0
+    (ok,) = records(tmp_path)
+
+    def broken(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(T, "train_step", broken)
+    assert run_all.main(env["argv"](tmp_path, "--fresh", epochs=1)) == 1
+    (kept,) = records(tmp_path)
+    assert kept["status"] == "ok" and kept["metrics"] == ok["metrics"] and kept["started"] == ok["started"]
+    assert [a["status"] for a in kept["failed_attempts"]] == ["failed"]
+    assert "disk on fire" in kept["failed_attempts"][0]["error"]
+    results = (tmp_path / "table9" / "results.csv").read_text()
+    assert ",ok," in results and "disk on fire" not in results
+
+
+def test_a_video_replaced_after_caching_is_never_trained_from_old_features(env, tmp_path, monkeypatch):
+    videos = tmp_path / "videos"
+    shutil.copytree(env["videos"], videos)
+    argv = [*env["argv"](tmp_path / "out", epochs=1), "--video-dir", str(videos)]
+    assert run_all.main(argv) == 0
+    victim = sorted(videos.glob("*.mp4"))[0]
+    victim.write_bytes(b"")                                          # emptied after its features were cached
+    assert run_all.main([*argv, "--fresh"]) == 1
+    (record,) = records(tmp_path / "out")
+    attempt = record["failed_attempts"][-1]
+    assert str(victim) in attempt["error"] and "field 'video'" in attempt["error"]
+
+
+def test_same_seed_same_metrics_across_fresh_caches(env, tmp_path, monkeypatch):
+    outs = []
+    for name in ("a", "b"):
+        monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path / f"cache-{name}"))   # features computed anew
+        assert run_all.main(env["argv"](tmp_path / name, epochs=1)) == 0
+        (r,) = records(tmp_path / name)
+        outs.append((r["run_id"], r["metrics"], r["final_losses"], Path(r["predictions"]).read_text()))
+        assert list((tmp_path / f"cache-{name}" / "features").rglob("*.safetensors"))
+    assert outs[0] == outs[1]
+
+
+# ---- bad command lines ----------------------------------------------------------------------
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "foo"], "--device foo: not a device"),
+    (["--device", "tpu"], "runs on cpu or cuda"),
+    pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(torch.cuda.is_available(),
+                                                                                   reason="has CUDA")),
+    (["--backbone", "roberta-ViT-B-32"], "Hugging Face hub"),
+    (["--methods", "frozn"], "not a row of suite table9"),
+    (["--epochs", "0"], "epochs must be an integer ≥ 1"),
+])
+def test_bad_settings_exit_2_with_a_message_and_no_traceback(env, tmp_path, caplog, argv, message):
+    assert run_all.main(env["argv"](tmp_path / "out", *argv)) == 2
+    assert message in caplog.text and "Traceback" not in caplog.text
+    assert not (tmp_path / "out" / "table9" / "ledger.jsonl").exists()
+
+
+def test_an_unwritable_out_folder_exits_2_naming_it(tmp_path, caplog):
+    if os.geteuid() == 0:        # root writes anywhere: use a path under a file
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    else:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        out = tmp_path / "ro" / "out"
+    assert run_all.main(["--paper-scale", "--out", str(out), "--quiet"]) == 2
+    assert f"--out {out}: cannot write there" in caplog.text and "Traceback" not in caplog.text
+
+
+def test_tiny_clip_refuses_zero_steps(capsys):
+    from datasets.synthetic import tiny_clip
+    with pytest.raises(SystemExit) as e:
+        tiny_clip.main(["--steps", "0", "--out", "/nonexistent/never.safetensors"])
+    assert e.value.code == 2 and "--steps must be at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="at least 1 step"):
+        tiny_clip.train(steps=0)
+
+
+# ---- quiet, permissions, no network ---------------------------------------------------------
+def test_quiet_prints_no_progress_bar_and_no_library_log_line(env, tmp_path, capfd, caplog, monkeypatch):
+    from datasets.synthetic import tiny_clip
+    seen = {}
+
+    def fake_ensure(seed=0, progress=True):
+        seen["progress"] = progress
+        return env["weights"]
+
+    monkeypatch.setattr(tiny_clip, "ensure_tiny_clip", fake_ensure)
+    caplog.set_level(logging.INFO)
+    argv = [a for a in env["argv"](tmp_path, epochs=1) if a != str(env["weights"])]
+    argv.remove("--weights")                           # the default tiny CLIP: ensure_tiny_clip
+    assert run_all.main(argv) == 0
+    err = capfd.readouterr().err
+    assert seen["progress"] is False
+    assert "it/s" not in err and "%|" not in err
+    assert not [r for r in caplog.records if "open_clip" in r.pathname]
+    assert "suite table9" in caplog.text                 # our own lines stay
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    from datasets.io import atomic_write, temp_dir_for
+    old = os.umask(0o022)
+    try:
+        assert (atomic_write(tmp_path / "a.txt", "x").stat().st_mode & 0o777) == 0o644
+        os.umask(0o002)
+        assert (atomic_write(tmp_path / "b.txt", "x").stat().st_mode & 0o777) == 0o664
+        assert (temp_dir_for(tmp_path / "dir").stat().st_mode & 0o777) == 0o775
+    finally:
+        os.umask(old)
+
+
+def test_a_small_suite_touches_no_network(env, tmp_path, monkeypatch):
+    attempts = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access attempted during a run")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    assert run_all.main(env["argv"](tmp_path, epochs=1)) == 0
+    assert run_all.main(["--backbone", "roberta-ViT-B-32", "--random-init", "--out", str(tmp_path / "hub"), "--quiet"]) == 2
+    assert attempts == []
+    (record,) = records(tmp_path)
+    assert record["status"] == "ok"
