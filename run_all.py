@@ -319,8 +319,9 @@ def run_suite(suite, args, device) -> int:
     for _, _, run_id in plan:
         if not any(run_id == t[2] for t in todo):
             log.info("done already: %s (use --fresh to re-run)", run_id)
+    outcome: dict[str, str] = {}      # run id -> how its attempt in this command ended
     if args.launcher != "inline" and todo:
-        launch.submit_and_collect(todo, args, ledger)
+        outcome = launch.submit_and_collect(todo, args, ledger)
     else:
         for spec, ctx, run_id in todo:
             log.info("── %s [%s] (seed %d)", spec.method, spec.row_name(), ctx.seed)
@@ -330,7 +331,8 @@ def run_suite(suite, args, device) -> int:
                 ledger.append(interrupted_record(spec, ctx, run_id, e))
                 ledger.write_results_csv()
                 raise
-            ledger.append(record)
+            outcome[run_id] = record["status"]
+            ledger.append(record)           # a failed attempt never replaces an ok record (Ledger.append)
             ledger.write_results_csv()      # results.csv stays current after every run
             if world.size > 1 and record["status"] != "ok":
                 log.error("a failed run stops a torchrun group (its other processes may be waiting in a collective)")
@@ -343,8 +345,10 @@ def run_suite(suite, args, device) -> int:
         return 1
     log.info("\n%s", paths[0].read_text())
     log.info("results: %s\ntables: %s", results, ", ".join(str(p) for p in paths))
+    # a run failed if this command's attempt failed (even where the ledger keeps an earlier ok
+    # record of it) or, not attempted now, if the ledger has no ok record of it
     status = {r["run_id"]: r.get("status") for r in ledger.records()}
-    failed = [run_id for _, _, run_id in plan if status.get(run_id) != "ok"]
+    failed = [run_id for _, _, run_id in plan if outcome.get(run_id, status.get(run_id)) != "ok"]
     if failed:
         log.error("%d of %d runs did not finish ok: %s", len(failed), len(plan), ", ".join(failed))
     return 1 if failed else 0

@@ -94,9 +94,11 @@ def executor_for(args, folder):
     return executor
 
 
-def submit_and_collect(todo, args, ledger) -> None:
+def submit_and_collect(todo, args, ledger) -> dict[str, str]:
     """Submit one job per ``(spec, ctx, run_id)`` of ``todo``, wait for all, and record a
-    failure for every job that ended without a record of its run."""
+    failure for every job that ended without a record of its run. Returns ``{run_id: status}``
+    of the jobs: ``failed`` for a job that exited non-zero, even if the ledger keeps an
+    earlier ok record of its run."""
     import submitit
     folder = ledger.directory / "jobs"
     executor = executor_for(args, folder)
@@ -105,6 +107,7 @@ def submit_and_collect(todo, args, ledger) -> None:
         jobs = [(spec, ctx, run_id, executor.submit(submitit.helpers.CommandFunction(
             job_command(args.argv, run_id, ctx.suite, gpus), cwd=str(REPO_ROOT)))) for spec, ctx, run_id in todo]
     log.info("submitted %d job(s) (%s): %s", len(jobs), args.launcher, ", ".join(j.job_id for *_, j in jobs))
+    outcome = {}
     for spec, ctx, run_id, job in jobs:
         start = time.perf_counter()
         try:
@@ -121,5 +124,8 @@ def submit_and_collect(todo, args, ledger) -> None:
                           finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             ledger.append(failed)
             log.error("run %s: %s (logs: %s)", run_id, failed["error"], folder)
+            outcome[run_id] = "failed"
         else:
-            log.info("run %s: %s (job %s)", run_id, record.get("status"), job.job_id)
+            outcome[run_id] = "failed" if reason else record.get("status")
+            log.info("run %s: %s (job %s)", run_id, outcome[run_id], job.job_id)
+    return outcome

@@ -146,7 +146,7 @@ def test_same_seed_same_metrics_across_fresh_caches(env, tmp_path, monkeypatch):
 # ---- bad command lines ----------------------------------------------------------------------
 @pytest.mark.parametrize("argv, message", [
     (["--device", "foo"], "--device foo: not a device"),
-    (["--device", "tpu"], "runs on cpu or cuda"),
+    (["--device", "mps"], "runs on cpu or cuda, not mps"),
     pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                                                    reason="has CUDA")),
     (["--backbone", "roberta-ViT-B-32"], "Hugging Face hub"),
