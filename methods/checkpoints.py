@@ -192,7 +192,13 @@ def check_checkpoint(name: str, weights: str | os.PathLike) -> dict:
     """Refuse a checkpoint that does not fit the open_clip config ``name`` (BackboneError saying
     what to pass instead); return the ``open_clip.create_model`` keyword arguments that load it."""
     from methods.backbone import BackboneError   # defined there; imported late (backbone imports us)
-    info = inspect_checkpoint(weights)
+    try:
+        info = inspect_checkpoint(weights)
+    except Exception as e:     # torch/safetensors/zip errors of a damaged file: name the file, not their advice
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
+        raise BackboneError(f"CLIP weights '{weights}': not a readable checkpoint (damaged, truncated or not a "
+                            f"checkpoint: {type(e).__name__}{': ' + first if first else ''}); re-create or "
+                            f"re-download the file") from None
     facts = config_facts(name)
     problems = _fits(info, facts) if facts is not None else []
     if problems:
