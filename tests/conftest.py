@@ -4,7 +4,8 @@
     pytest tests/perf --benchmark-only --benchmark-autosave, later --benchmark-compare
     pytest -m perf tests/perf --benchmark-enable       # the same, with the plain tests too
 
-The default ``pytest`` run deselects them (they take minutes).
+The default ``pytest`` run deselects them (they take minutes), and the ``slow`` tests (whole
+processes: kill -9 and resume, torchrun, submitit jobs): ``pytest -m slow`` runs those.
 
 ``small_bench``: a very small synthetic benchmark and a briefly pretrained tiny CLIP, made once per
 test session in a private cache, and the ``run_all`` command line that trains on them."""
@@ -22,13 +23,18 @@ def _benchmarks_asked_for(config) -> bool:
                 or "perf" in (opt("markexpr", "") or "").replace("not perf", ""))
 
 
+def _asked_for(config, marker: str) -> bool:
+    return marker in (config.getoption("markexpr", "") or "").replace(f"not {marker}", "")
+
+
 def pytest_collection_modifyitems(config, items):
-    if _benchmarks_asked_for(config):
-        return
-    kept = [it for it in items if it.get_closest_marker("perf") is None]
-    if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[it for it in items if it.get_closest_marker("perf") is not None])
-        items[:] = kept
+    skip = {m for m, asked in (("perf", _benchmarks_asked_for(config)), ("slow", _asked_for(config, "slow")))
+            if not asked}
+    dropped = [it for it in items if any(it.get_closest_marker(m) is not None for m in skip)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(map(id, dropped))
+        items[:] = [it for it in items if id(it) not in gone]
 
 
 SMALL = dict(n_train=16, n_val=8, n_test=2, duration=20)

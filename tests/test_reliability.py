@@ -228,3 +228,13 @@ def test_a_small_suite_touches_no_network(env, tmp_path, monkeypatch):
     assert attempts == []
     (record,) = records(tmp_path)
     assert record["status"] == "ok"
+
+
+def test_job_commands_carry_the_suite_options_but_not_the_launcher_ones():
+    from bench.launch import job_argv, job_command
+    argv = ["--suite", "all", "--launcher", "slurm", "--partition", "gpu", "--time", "60", "--run-id", "a", "b",
+            "--seeds", "0", "1", "--epochs", "3", "--gpus-per-run=2", "--set", "train.lr=1e-4"]
+    assert job_argv(argv, "table9-x", "table9") == ["--seeds", "0", "1", "--epochs", "3", "--set", "train.lr=1e-4",
+                                                    "--suite", "table9", "--run-id", "table9-x", "--launcher", "inline"]
+    cmd = job_command(argv, "table9-x", "table9", gpus=2)
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] and "bench.ddp" in cmd
