@@ -65,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, help="override the dataset preset's epochs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads per process (default: the cores available; "
-                                                "OMP_WAIT_POLICY=PASSIVE unless set; see docs/results.md)")
+                                                "OMP_WAIT_POLICY=PASSIVE unless set; see docs/reliability.md)")
     p.add_argument("--oom-retry", action="store_true",
                    help="after CUDA out-of-memory, retry the run once with twice the gradient accumulation "
                         "(half the micro-batch, the same batch), recorded as such")
@@ -242,6 +242,7 @@ def main(argv=None) -> int:
     try:
         device = resolve_device(args.device)
         check_writable(args.out)
+        launch.check_launcher(args)
     except ValueError as e:
         log.error("error: %s", e)
         return 2

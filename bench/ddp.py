@@ -6,7 +6,7 @@ Every process runs the same command; rank 0 prepares the data and weights, write
 checkpoints and tables, and the others only train with it, one run at a time. Each batch is
 split into micro-batches spread over the processes (``bench.train``, ``bench.distributed``):
 ``W`` processes compute what one process computes with ``--set train.accumulate=W``, so the
-run has that run's id and, on the CPU, its numbers (docs/scale-out.md). Backend: NCCL on
+run has that run's id and, on the CPU, its numbers (docs/reliability.md, "Scale-out"). Backend: NCCL on
 CUDA (one GPU per process, ``LOCAL_RANK``), gloo on the CPU.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ every process to run a forward and a backward each step. The losses are also com
 outside ``forward`` (``TransferModel.loss``), where DDP cannot see which parameters they
 reach. Summing gradients weighted by each micro-batch's share of the step makes a run over
 ``W`` processes compute what one process computes with ``accumulate × W`` micro-batches
-(docs/scale-out.md says exactly what is equal).
+(docs/reliability.md, "Scale-out", says what is equal).
 """
 from __future__ import annotations
 

@@ -75,11 +75,20 @@ def job_command(argv: list[str], run_id: str, suite: str, gpus: int) -> list[str
     return [sys.executable, str(REPO_ROOT / "run_all.py"), *job_argv(argv, run_id, suite)]
 
 
-def executor_for(args, folder):
+def check_launcher(args) -> None:
+    """Fail before anything runs if ``--launcher`` cannot work here (``ValueError``)."""
+    if args.launcher == "inline":
+        return
     try:
-        import submitit
+        import submitit  # noqa: F401
     except ImportError:
-        raise ValueError("--launcher slurm needs submitit: pip install '.[slurm]'") from None
+        raise ValueError(f"--launcher {args.launcher} needs submitit: pip install '.[slurm]'") from None
+    if args.gpus_per_run < 1 or args.cpus_per_run < 1 or args.time < 1 or args.max_parallel < 1:
+        raise ValueError("--gpus-per-run, --cpus-per-run, --time and --max-parallel must be at least 1")
+
+
+def executor_for(args, folder):
+    import submitit
     executor = submitit.AutoExecutor(folder=folder, cluster="local" if args.launcher == "submitit-local" else "slurm")
     params = dict(timeout_min=args.time, cpus_per_task=args.cpus_per_run, mem_gb=args.mem_gb, tasks_per_node=1,
                   nodes=1, name="r2bench", slurm_array_parallelism=args.max_parallel)

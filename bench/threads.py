@@ -2,7 +2,7 @@
 
 PyTorch's OpenMP threads spin while they wait for work (libgomp's default). Alone on a
 machine that is fastest; beside another busy process the spinning threads take the cores the
-other needs, and both slow down several-fold (docs/results.md, "Shared cores", has the
+other needs, and both slow down several-fold (docs/reliability.md, "Shared cores", has the
 measurements). The defaults here keep a run within ~10 % of its best alone and within
 ~2.5x beside another run: ``OMP_WAIT_POLICY=PASSIVE`` (waiting threads sleep), and as many
 threads as cores this process may use. ``--threads N`` or ``OMP_NUM_THREADS`` /

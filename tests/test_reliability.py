@@ -44,7 +44,7 @@ def test_a_nan_loss_is_recorded_with_its_step_and_terms_and_the_suite_goes_on(en
         return losses
 
     monkeypatch.setattr(T, "train_step", nan_at_third_step_of_the_first_run)
-    code = run_all.main(env["argv"](tmp_path, "--seeds", "0", "1"))
+    code = run_all.main(env["argv"](tmp_path, "--seeds", "0", "1", epochs=1))
     first, second = records(tmp_path)
     assert code == 1                                   # some run failed
     assert first["status"] == "failed" and "non-finite loss at step 3 (epoch 1)" in first["error"]
@@ -77,8 +77,8 @@ def test_cuda_out_of_memory_is_recorded_and_optionally_retried_with_accumulation
 
 
 def test_ctrl_c_mid_run_records_it_and_the_rerun_resumes_to_the_same_numbers(env, tmp_path, monkeypatch):
-    argv = env["argv"](tmp_path / "cut", epochs=3)
-    assert run_all.main(env["argv"](tmp_path / "whole", epochs=3)) == 0
+    argv = env["argv"](tmp_path / "cut", epochs=2)
+    assert run_all.main(env["argv"](tmp_path / "whole", epochs=2)) == 0
     (whole,) = records(tmp_path / "whole")
     steps_per_epoch = -(-len(env["data"].samples("train")) // 4)
     real = T.train_step
@@ -152,6 +152,8 @@ def test_same_seed_same_metrics_across_fresh_caches(env, tmp_path, monkeypatch):
     (["--backbone", "roberta-ViT-B-32"], "Hugging Face hub"),
     (["--methods", "frozn"], "not a row of suite table9"),
     (["--epochs", "0"], "epochs must be an integer ≥ 1"),
+    (["--epochs", "-3"], "epochs must be an integer ≥ 1"),
+    (["--launcher", "slurm", "--time", "0"], "--time and --max-parallel must be at least 1"),
 ])
 def test_bad_settings_exit_2_with_a_message_and_no_traceback(env, tmp_path, caplog, argv, message):
     assert run_all.main(env["argv"](tmp_path / "out", *argv)) == 2
@@ -238,3 +240,15 @@ def test_job_commands_carry_the_suite_options_but_not_the_launcher_ones():
                                                     "--suite", "table9", "--run-id", "table9-x", "--launcher", "inline"]
     cmd = job_command(argv, "table9-x", "table9", gpus=2)
     assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] and "bench.ddp" in cmd
+
+
+def test_thread_settings_default_to_the_cores_and_a_passive_wait_and_yield_to_the_user():
+    from bench.threads import available_cores, configure_early, threads_from_argv
+    assert configure_early(None, env := {}) == {"OMP_NUM_THREADS": str(available_cores()), "OMP_WAIT_POLICY": "PASSIVE"}
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert configure_early(None, {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}) == \
+        {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}                     # the environment wins
+    assert configure_early(2, {"OMP_NUM_THREADS": "3"}) == \
+        {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}   # --threads wins
+    assert threads_from_argv(["--suite", "x", "--threads", "4"]) == 4 and threads_from_argv(["--threads=1"]) == 1
+    assert threads_from_argv(["--threads", "0"]) is None and threads_from_argv([]) is None
