@@ -241,7 +241,8 @@ def main(argv=None) -> int:
     apply(args.threads)
     try:
         device = resolve_device(args.device)
-        check_writable(args.out)
+        if args.suite:          # --report alone reads --out and must not create it
+            check_writable(args.out)
         launch.check_launcher(args)
     except ValueError as e:
         log.error("error: %s", e)

@@ -48,6 +48,19 @@ def tensors_checksum(tensors) -> str:
     return h.hexdigest()
 
 
+def safetensors_bytes(tensors, metadata: dict[str, str] | None = None) -> bytes:
+    """``safetensors.torch.save`` with its header's keys in sorted order: the library writes the
+    metadata map in an arbitrary order, so the same tensors and metadata could give other
+    bytes from one process to the next. (The header keeps its length: only its order changes.)"""
+    from safetensors.torch import save
+    data = save(dict(tensors), metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(header) > n:          # never expected: keep the library's bytes rather than break the file
+        return data
+    return data[:8] + header.ljust(n, b" ") + data[8 + n:]
+
+
 def verify_safetensors(path: str | os.PathLike) -> dict[str, str]:
     """Read a safetensors file whole; if its metadata carries :data:`CHECKSUM_KEY` (the files
     this project writes do), the tensors must match it. Returns the metadata; raises

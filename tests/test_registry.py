@@ -67,7 +67,7 @@ def test_parse_overrides_values_and_errors():
         "train": {"lr": 1e-4, "lr_drop_epoch": None, "amp": False},
         "head": {"dropout": 0.3, "strides": (1, 2), "nms": "linear", "use_tef": False}}
     cases = [
-        (["train.lrr=1"], "train.lrr", "unknown train setting (did you mean 'train.lr'?); known: amp, batch_size"),
+        (["train.lrr=1"], "train.lrr", "unknown train setting (did you mean 'train.lr'?); known: accumulate, amp, batch_size"),
         (["head.dropot=0.1"], "head.dropot", "did you mean 'head.dropout'?"),
         (["model.k=2"], "model.k", "unknown section 'model': expected 'train' or 'head'"),
         (["lr=1e-4"], "lr", "expected SECTION.KEY=VALUE"),

@@ -126,7 +126,8 @@ def test_run_all_plans_every_row_and_seed_of_an_ablation_suite(tmp_path):
                           tasks={"mr", "hd"}, fps=0.5, clip_seconds=2.0,
                           annotation_files={s: f"{s}.jsonl" for s in ("train", "val")},
                           preset=Preset(train=dict(epochs=1), head=dict(dropout=0.1))).bind(tmp_path, tmp_path)
-    args = argparse.Namespace(methods=None, seeds=[0, 1], epochs=None, paper_scale=False, quiet=True)
+    args = argparse.Namespace(methods=None, seeds=[0, 1], epochs=None, paper_scale=False, quiet=True, fresh=False,
+                              run_id=None)
     plan = run_all.plan_runs(get_suite("fig7"), args, dataset, "R2Bench-Tiny", None, torch.device("cpu"), tmp_path)
     assert len(plan) == 26 and len({run_id for _, _, run_id in plan}) == 26
     assert {spec.row for spec, ctx, _ in plan if ctx.seed == 1} == {s.row for s in get_suite("fig7").runs}

@@ -27,13 +27,12 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
-from safetensors.torch import save as save_safetensors
 from tqdm import tqdm
 
 from datasets.io import atomic_write, cache_dir
 from datasets.synthetic import generator as synthetic
 from methods.backbone import trim_text_ids  # importing methods.backbone registers R2Bench-Tiny
-from methods.checkpoints import CHECKSUM_KEY, tensors_checksum, verify_safetensors
+from methods.checkpoints import CHECKSUM_KEY, safetensors_bytes, tensors_checksum, verify_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +195,7 @@ def save(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return atomic_write(path, save_safetensors(state, metadata={**metadata, CHECKSUM_KEY: tensors_checksum(state)}))
+    return atomic_write(path, safetensors_bytes(state, {**metadata, CHECKSUM_KEY: tensors_checksum(state)}))
 
 
 def _recipe(seed: int, steps: int) -> dict[str, str]:
