@@ -51,7 +51,7 @@ def small_bench(tmp_path_factory):
         from datasets.registry import synthetic_dataset
         from datasets.synthetic.tiny_clip import pretrain
         data = synthetic_dataset(progress=False, **SMALL)
-        weights, _ = pretrain(seed=0, steps=20, out=cache / "tiny.safetensors", progress=False)
+        weights, _ = pretrain(seed=0, steps=10, out=cache / "tiny.safetensors", progress=False)
     finally:
         if old is None:
             os.environ.pop("R2BENCH_CACHE", None)

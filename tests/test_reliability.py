@@ -132,6 +132,7 @@ def test_a_video_replaced_after_caching_is_never_trained_from_old_features(env, 
     assert str(victim) in attempt["error"] and "field 'video'" in attempt["error"]
 
 
+@pytest.mark.slow        # the default run has test_e2e.py::test_same_seed_same_numbers_on_cpu (one cache)
 def test_same_seed_same_metrics_across_fresh_caches(env, tmp_path, monkeypatch):
     outs = []
     for name in ("a", "b"):
