@@ -6,13 +6,14 @@ per metric); the mean over queries of a column is the headline metric. This modu
 those vectors into what a table cell shows and into the significance marks:
 
 * ``bootstrap_ci``: a BCa bootstrap interval of the mean over queries (``scipy.stats.bootstrap``).
-* ``method_test``: **the policy behind every significance mark**: the difference of two rows
-  (methods), with training-seed variance and query variance both counted (Welch–Satterthwaite
-  t on variance components; seed variance measured from the rows' seeds, or a calibrated one
-  for a one-seed row, or no test at all). See ``docs/statistics.md``.
+* ``method_test``: **the significance policy for methods**: the difference of two rows, with
+  training-seed variance and query variance both counted (Welch–Satterthwaite t on variance
+  components; seed variance measured from the rows' seeds, or a calibrated one for a one-seed
+  row). Marks ``*``. See ``docs/statistics.md``.
 * ``paired_test``: mean per-query difference of two *trained models* with a paired permutation
-  p-value (``scipy.stats.permutation_test``). It treats the models as fixed: a diagnostic
-  ("do these two runs differ on these queries"), never a method comparison or a table mark.
+  p-value (``scipy.stats.permutation_test``). It treats the models as fixed ("do these two runs
+  differ on these queries"). Used for a mark only where a row has one seed and no calibrated
+  seed variance exists, and then marked ``†``, not ``*``.
 * ``seed_summary``: mean ± std (ddof=1) of per-seed headline metrics.
 * ``holm`` / ``significant``: Holm's step-down correction. scipy has no Holm (or any
   multiple-testing correction for p-values), so it is hand-written here: sort the m p-values,
@@ -47,6 +48,8 @@ IDENTITY_FIELDS = (
     "method", "config", "train_config", "dataset", "dataset_version", "benchmark_version",
     "backbone", "weights", "code_version", "protocol",
 )
+NOT_COUNTED = "not counted"   # ``seed_variance`` of a one-seed comparison made per query (models fixed)
+QUERY_MARK = "†"               # its mark: these trained models differ on these queries
 SEED_FIELD = "seed"  # dropped from the record and from ``train_config`` before comparing
 
 
@@ -399,8 +402,11 @@ def compare_to_reference(table: Mapping[str, pd.DataFrame | pd.Series], referenc
     ``table``: ``{row name: per-query values}``, each a DataFrame indexed by qid with one
     column per seed (see ``per_query_matrix``) or a Series (one seed). Every row must be scored
     on the reference's qids. ``metric`` only labels the output. ``calibration``: the calibrated
-    seed variance of this metric on this benchmark version, used for one-seed rows (None: a
-    one-seed row, or a row compared with a one-seed reference, gets no test).
+    seed variance of this metric on this benchmark version, used for one-seed rows. Without one,
+    a comparison that involves a one-seed row falls back to ``paired_test`` over queries of the
+    seed-averaged values (``seed_variance "not counted"``: these trained models differ on these
+    queries; retraining variance is not in it, so it overstates method differences — see
+    docs/statistics.md, negative control; the cell gets ``QUERY_MARK`` instead of ``*``).
 
     Returns a DataFrame indexed by row name (input order) with columns:
     ``metric``; ``n_seeds``; ``n_queries`` (non-NaN queries of the seed-averaged values);
@@ -409,8 +415,8 @@ def compare_to_reference(table: Mapping[str, pd.DataFrame | pd.Series], referenc
     one seed); ``ci_low``/``ci_high`` (``bootstrap_ci`` over queries of the seed-averaged values);
     ``spread`` (what the table cell shows: ``"seed std"`` if n_seeds > 1 else ``"bootstrap"``);
     ``diff``/``diff_low``/``diff_high``/``p_value``/``df``/``seed_variance`` (``method_test``,
-    row − reference; the CI is per comparison, not multiplicity-adjusted; NaN when the seed
-    variance is unknown); ``p_holm`` (Holm over the tested non-reference rows of this call);
+    row − reference, or ``paired_test`` as above; the CI is per comparison, not
+    multiplicity-adjusted); ``p_holm`` (Holm over the tested non-reference rows of this call);
     ``significant`` (p_holm ≤ alpha). The reference row has diff 0 and NaN p-values, never
     significant.
     """
@@ -430,6 +436,10 @@ def compare_to_reference(table: Mapping[str, pd.DataFrame | pd.Series], referenc
         else:
             try:
                 res = method_test(m, ref, calibration, calibration, confidence)
+                if res.seed_variance == "unknown":   # one seed, no calibration: these models, these queries
+                    q = paired_test(averaged, ref.mean(axis=1, skipna=False), confidence, n_resamples, seed)
+                    res = res._replace(diff=q.diff, low=q.low, high=q.high, p_value=q.p_value,
+                                       seed_variance=NOT_COUNTED)
             except ValueError as e:
                 raise ValueError(f"row {name!r} vs reference {reference!r}: {e}") from None
             row.update(diff=res.diff, diff_low=res.low, diff_high=res.high, p_value=res.p_value, df=res.df,
@@ -441,15 +451,19 @@ def compare_to_reference(table: Mapping[str, pd.DataFrame | pd.Series], referenc
     return out
 
 
-def cell_text(row: Mapping, digits: int = 1, mark: str = "*") -> str:
+def cell_text(row: Mapping, digits: int = 1, mark: str = "*", query_mark: str = QUERY_MARK) -> str:
     """A table cell from one row of ``compare_to_reference``: ``"41.3 ± 0.6"`` (several seeds) or
-    ``"41.3 [39.8, 42.9]"`` (one seed: bootstrap interval), with ``mark`` appended if significant."""
+    ``"41.3 [39.8, 42.9]"`` (one seed: bootstrap interval), with ``mark`` appended if significant
+    under the seed-aware policy, or ``query_mark`` if significant only as a fixed-model per-query
+    difference (``seed_variance == "not counted"``)."""
     f = f"{{:.{digits}f}}"
     if row["spread"] == "seed std":
         text = f"{f.format(row['mean'])} ± {f.format(row['seed_std'])}"
     else:
         text = f"{f.format(row['mean'])} [{f.format(row['ci_low'])}, {f.format(row['ci_high'])}]"
-    return text + (mark if row["significant"] else "")
+    if not row["significant"]:
+        return text
+    return text + (query_mark if row.get("seed_variance") == NOT_COUNTED else mark)
 
 
 # --------------------------------------------------------------------------- power

@@ -245,16 +245,18 @@ def test_compare_to_reference_flags_shifted_row_only():
     assert out.loc["seeds", "diff"] == pytest.approx(0.0, abs=1e-9) and not out.loc["seeds", "significant"]
     assert out.loc["shifted", "significant"] and out.loc["shifted", "p_holm"] < 0.01
     assert out.loc["shifted", "diff_low"] < 12.0 < out.loc["shifted", "diff_high"]
-    # one seed, no calibration: training variance unknown → no p-value, not in Holm's family, no mark
-    assert out.loc["one seed", "seed_variance"] == "unknown" and math.isnan(out.loc["one seed", "p_holm"])
-    assert not out.loc["one seed", "significant"]
+    # one seed, no calibration: training variance unknown → the fixed-model per-query test, marked †
+    assert out.loc["one seed", "seed_variance"] == "not counted" and out.loc["one seed", "significant"]
+    assert math.isnan(out.loc["one seed", "df"])
+    q = paired_test(one[0], ref.mean(axis=1), n_resamples=R)
+    assert out.loc["one seed", "p_value"] == pytest.approx(q.p_value) and out.loc["one seed", "diff"] == pytest.approx(q.diff)
     assert math.isnan(out.loc["ref", "p_value"]) and not out.loc["ref", "significant"]
     np.testing.assert_allclose(out["p_holm"].dropna(), holm(out["p_value"].dropna()))
     assert out.loc["seeds", "spread"] == "seed std" and out.loc["seeds", "n_seeds"] == 3
     assert out.loc["seeds", "mean"] == pytest.approx(same_seeds.mean().mean())
     assert out.loc["seeds", "seed_std"] == pytest.approx(same_seeds.mean().std(ddof=1))
     assert cell_text(out.loc["seeds"]).count("±") == 1 and cell_text(out.loc["shifted"]).endswith("*")
-    assert cell_text(out.loc["one seed"]).endswith("]")
+    assert cell_text(out.loc["one seed"]).endswith("]†")
     # with a calibrated seed variance the one-seed row is tested (and a 20-point shift found)
     cal = compare_to_reference(table, "ref", "MR-full-mAP", n_resamples=R, calibration=SeedVariance(1.0, 16, 10.0))
     assert cal.loc["one seed", "seed_variance"] == "calibrated" and cal.loc["one seed", "significant"]
