@@ -36,7 +36,7 @@ import torch
 
 from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
 from bench.metrics import evaluate
-from bench.provenance import code_version, device_info, versions
+from bench.provenance import code_version, device_info, git_commit, versions
 from bench.train import TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
 from datasets.io import atomic_write, cache_dir
 from datasets.registry import Dataset
@@ -193,11 +193,11 @@ def base_record(spec: RunSpec, ctx: RunContext, run_id: str, identity: dict | No
                   dataset=ctx.dataset.name, seed=ctx.seed, status="running", error=None,
                   backbone=PAPER_BACKBONE if ctx.paper_scale else ctx.backbone,
                   weights=RANDOM_INIT if ctx.paper_scale else weights_label(ctx.weights),
-                  overrides=dict(spec.overrides), versions=versions(), code_version=code_version(),
+                  overrides=dict(spec.overrides), versions=versions(), code_version=code_version(), commit=git_commit(),
                   device=str(ctx.device), started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if identity is not None:
         record.update(config=identity["config"], protocol=identity["config"].get("protocol"))
-        for key in ("train_config", "dataset_version"):
+        for key in ("train_config", "dataset_version", "benchmark_version"):
             if key in identity:
                 record[key] = identity[key]
     return record
