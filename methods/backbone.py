@@ -227,6 +227,7 @@ class Backbone(nn.Module):
         """open_clip's block forward, step by step, with the hook points between the steps;
         returns the stream after the block and the branches named in ``keep`` (holding the
         others would keep them alive)."""
+        ctx.block = block
         if hooks is not None:
             x = hooks.block_input(i, x, ctx)
         if ctx.tower == "text":

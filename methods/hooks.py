@@ -40,7 +40,8 @@ class TowerContext:
     ``text_mask`` (B, L) marks the text tower's real tokens (start … end of text) of the ids as
     given, before any insertion; ``attn_mask`` is the causal mask for the current length.
     ``key_padding_mask`` (N, L), True on tokens attention must ignore, is None unless a hook sets
-    it: one that joins the frames of a video into one sequence (VoP) hides padded frames with it."""
+    it: one that joins the frames of a video into one sequence (VoP) hides padded frames with it.
+    ``block`` is the residual block being run (a hook may use its own modules, e.g. ``ln_2``)."""
 
     tower: str
     depth: int
@@ -49,6 +50,7 @@ class TowerContext:
     text_mask: Tensor | None = None
     attn_mask: Tensor | None = None
     key_padding_mask: Tensor | None = None
+    block: nn.Module | None = None
     state: dict = field(default_factory=dict)   # scratch space a hook may use within one pass
 
 
