@@ -36,6 +36,7 @@ import torch
 
 from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
 from bench.metrics import evaluate
+from bench.predict import CHECKPOINT_FILE, write_model_card
 from bench.provenance import code_version, device_info, versions
 from bench.train import TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
 from datasets.io import atomic_write, cache_dir
@@ -256,7 +257,9 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
     eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.frame_rate, source)
     cfg = TrainConfig(**identity["train_config"])
     stats = train(model, train_set, cfg, device, progress=ctx.progress)
-    save_checkpoint(model, run_dir / "checkpoint.safetensors")
+    save_checkpoint(model, run_dir / CHECKPOINT_FILE)
+    write_model_card(run_dir, method=spec.method, config=identity["config"], backbone=ctx.backbone, weights=ctx.weights,
+                     fps=data.fps, amp=cfg.amp, dataset=data.name)
 
     lines, _ = predict(model, eval_set, cfg.eval_batch_size, device, cfg.amp, progress=ctx.progress)
     pred_path = atomic_write(run_dir / f"{data.eval_split}_preds.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
