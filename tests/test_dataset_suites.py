@@ -142,3 +142,21 @@ def test_stand_in_table_shows_the_papers_rows_and_ours_labelled_as_stand_in(tmp_
     assert "python run_all.py --suite table4 --data tvsum=VIDEO_DIR" in md   # how to fill the real columns
     r2 = next(r for r in table.rows if r.name == "R2-Tuning")
     assert r2.records and all(c.text == MISSING for c in next(r for r in table.rows if r.name == "sLSTM").cells.values())
+
+
+def test_table1_writes_the_test_split_submission_in_the_official_format(tmp_path):
+    sd = SuiteDir(tmp_path / "table1", "table1")
+    rec = sd.add("R2-Tuning", values={"MR-full-mAP": [40.0, 50.0]}, dataset="qvhighlights")
+    line = dict(qid=7, query="q", vid="v_1", pred_relevant_windows=[[0.0, 4.0, 0.9]], pred_saliency_scores=[0.1, 0.2],
+                extra="dropped")
+    test_preds = tmp_path / "test_preds.jsonl"
+    test_preds.write_text(json.dumps(line) + "\n")
+    rec["split_predictions"] = {"test": str(test_preds)}
+    sd.write()
+    written = dataset_tables.write_submissions(sd.records, tmp_path / "out")
+    assert sorted(p.name for p in written) == ["hl_test_submission.jsonl", "hl_val_submission.jsonl"]
+    got = json.loads((tmp_path / "out" / "hl_test_submission.jsonl").read_text())
+    assert list(got) == list(dataset_tables.SUBMISSION_KEYS) and got["qid"] == 7
+    test_preds.write_text(json.dumps({k: v for k, v in line.items() if k != "pred_saliency_scores"}) + "\n")
+    with pytest.raises(InputError, match=r"test_preds.jsonl:1: field 'pred_saliency_scores'"):
+        dataset_tables.write_submissions(sd.records, tmp_path / "out")

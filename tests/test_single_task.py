@@ -133,3 +133,15 @@ def test_readers_give_the_public_training_targets(tmp_path):
     tv.write_text(json.dumps({"qid": "t1", "vid": "t1", "query": "a title", "domain": "VT", "duration": 3,
                               "label": [[1.0, 2.0], [5.0, 3.0], [2.0, 2.0]]}) + "\n")
     assert get_dataset("tvsum").read(tv)[0].saliency_target == pytest.approx((0.125, 0.75, 0.25))  # (mean-1)/4
+
+
+def test_hd_losses_backpropagate_without_a_regression_head():
+    cfg = HeadConfig(**{**HD, "hidden": 16, "heads": 2, "k": 2})
+    head = GroundingHead(32, 16, cfg).train()
+    video, text = torch.randn(2, 8, 2, 5, 32), torch.randn(2, 2, 4, 16)
+    out = head(video, torch.ones(2, 8, dtype=torch.bool), text, torch.ones(2, 4, dtype=torch.bool))
+    target = torch.tensor([[0.0, 0.25, 0.9, 1.0, 0.4, 0.0, 0.6, 0.75]] * 2)
+    losses = head_losses(out, [torch.zeros(0, 2)] * 2, torch.ones(2), target, cfg, torch.Generator().manual_seed(0))
+    losses["total"].backward()
+    assert torch.isfinite(losses["total"].detach()) and float(losses["saliency"].detach()) > 0
+    assert head.cls_head[0].weight.grad.abs().sum() > 0
