@@ -160,3 +160,17 @@ def test_table1_writes_the_test_split_submission_in_the_official_format(tmp_path
     test_preds.write_text(json.dumps({k: v for k, v in line.items() if k != "pred_saliency_scores"}) + "\n")
     with pytest.raises(InputError, match=r"test_preds.jsonl:1: field 'pred_saliency_scores'"):
         dataset_tables.write_submissions(sd.records, tmp_path / "out")
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("suite, dataset, n_domains", [("table3", "youtube_highlights", 6), ("table4", "tvsum", 10)])
+def test_real_data_binds_one_dataset_per_domain(tmp_path, suite, dataset, n_domains):
+    args = Namespace(suite=suite, data=[f"{dataset}={tmp_path}"], data_file=None, dataset="synthetic", video_dir=None,
+                     annotations=None, set=[], backbone=None, weights=None)
+    bound = bindings(SUITES[suite], args)
+    assert len(bound) == n_domains and [b.dataset.domain for b in bound] == list(get_dataset(dataset).domains)
+    assert all(b.backbone == "ViT-B-32" and b.dataset.video_dir == tmp_path for b in bound)
+    first = bound[0].dataset
+    val = first.samples(first.eval_split)
+    assert val and {s.domain for s in val} == {first.domain}
+    assert len({b.dataset.version for b in bound}) == n_domains     # each domain's runs are told apart
