@@ -52,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backbone", help="open_clip model name (default: R2Bench-Tiny on synthetic, else ViT-B-32)")
     p.add_argument("--weights", help="local CLIP checkpoint file (default on synthetic: the project's tiny CLIP)")
     p.add_argument("--random-init", action="store_true", help="use a randomly initialised backbone")
+    p.add_argument("--size", choices=["small", "default", "large"],
+                   help="size of the built-in benchmark (videos, queries and its training preset; "
+                        "docs/benchmark.md); only for generated datasets")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--methods", nargs="+", help="only these rows of the suite")
     p.add_argument("--epochs", type=int, help="override the dataset preset's epochs")
@@ -71,7 +74,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def dataset_and_backbone(args):
     """The bound dataset (registry spec, preset overrides applied) and (backbone name, weights path)."""
-    spec = get_dataset(args.dataset).with_overrides(parse_overrides(args.set))
+    spec = get_dataset(args.dataset)
+    if args.size:
+        try:
+            spec = spec.with_size(args.size)
+        except ValueError as e:
+            raise InputError(None, None, "size", str(e)) from None
+    spec = spec.with_overrides(parse_overrides(args.set))
     if spec.materialize is not None:      # the built-in benchmark: generated on first use
         name = args.backbone or "R2Bench-Tiny"
         check_backbone(name, args.weights)

@@ -99,8 +99,8 @@ def run_identity(spec: RunSpec, ctx: RunContext) -> dict:
     cfg = entry.make_config({**ctx.dataset.preset.head, **spec.overrides})
     train_cfg = TrainConfig(**{**ctx.dataset.preset.train, **ctx.train_overrides, "seed": ctx.seed})
     identity = dict(method=spec.method, config=asdict(cfg), train_config=asdict(train_cfg), dataset=ctx.dataset.name,
-                    dataset_version=ctx.dataset.version, backbone=ctx.backbone, weights=weights_label(ctx.weights),
-                    seed=ctx.seed)
+                    dataset_version=ctx.dataset.version, benchmark_version=ctx.dataset.benchmark_version,
+                    backbone=ctx.backbone, weights=weights_label(ctx.weights), seed=ctx.seed)
     if getattr(ctx.dataset, "domain", None):     # one model per domain (YouTube Highlights, TVSum)
         identity["domain"] = ctx.dataset.domain
     return identity

@@ -71,6 +71,7 @@ def test_run_record_has_the_measurements(r2_run):
     assert r2_run["memory_source"] == "estimate" and 5 < r2_run["memory_gib"] < 15
     assert r2_run["train_videos_per_s"] > 0 and r2_run["infer_videos_per_s"] > 0 and r2_run["wall_s"] > 0
     assert r2_run["weights"].startswith("tiny.safetensors#")
+    assert r2_run["benchmark_version"].startswith("synthetic-g") and r2_run["benchmark_version"].endswith("-default")
     per_query = pd.read_csv(r2_run["per_query"], index_col="qid")       # one row per val query, brief columns
     assert list(per_query.columns) == list(r2_run["metrics"]) and len(per_query) == r2_run["n_eval"]
     assert per_query["MR-full-mAP"].mean() == pytest.approx(r2_run["metrics"]["MR-full-mAP"], abs=0.006)
@@ -151,6 +152,7 @@ def test_an_interrupted_suite_resumes_without_redoing_finished_runs(tmp_path, mo
 @pytest.mark.parametrize("argv, message", [
     (["--weights", "openai"], "hub tag"),
     (["--dataset", "qvhighlights"], "needs --video-dir"),
+    (["--dataset", "qvhighlights", "--size", "small"], "dataset 'qvhighlights' has no sizes"),
 ])
 def test_bad_command_lines_stop_before_any_run(tmp_path, caplog, argv, message):
     assert run_all.main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
