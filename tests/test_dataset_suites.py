@@ -174,3 +174,18 @@ def test_real_data_binds_one_dataset_per_domain(tmp_path, suite, dataset, n_doma
     val = first.samples(first.eval_split)
     assert val and {s.domain for s in val} == {first.domain}
     assert len({b.dataset.version for b in bound}) == n_domains     # each domain's runs are told apart
+
+
+def test_stand_in_size_keeps_the_overrides(monkeypatch, tmp_path):
+    from bench.suites import datasets as suites_datasets
+    from datasets.registry import DatasetSpec
+    monkeypatch.setattr(DatasetSpec, "bind", lambda self, *a, **k: self)   # nothing generated: the spec only
+    args = Namespace(suite="table4", set=["train.epochs=3", "head.dropout=0.2"], size="small", backbone=None,
+                     weights=str(tmp_path / "w.safetensors"), random_init=False, quiet=True)
+    (tmp_path / "w.safetensors").write_bytes(b"")
+    monkeypatch.setattr(suites_datasets, "check_backbone", lambda *a: None)
+    spec, backbone, weights = suites_datasets.stand_in_binding(SUITES["table4"], args)
+    assert spec.size == "small" and spec.preset.train["epochs"] == 3 and spec.preset.head["dropout"] == 0.2
+    args.size = "huge"
+    with pytest.raises(InputError, match="size"):
+        suites_datasets.stand_in_binding(SUITES["table4"], args)

@@ -154,10 +154,14 @@ def expand_domains(dataset: Dataset) -> list[Dataset]:
 def stand_in_binding(suite: DatasetSuite, args) -> tuple[Dataset, str, str | None]:
     """The suite's stand-in, generated on first use, with the project's tiny CLIP (or the
     ``--backbone``/``--weights`` given)."""
-    spec = get_dataset(suite.stand_in).with_overrides(parse_overrides(getattr(args, "set", None) or []))
+    spec = get_dataset(suite.stand_in)
     size = getattr(args, "size", None)
-    if size:
-        spec = spec.with_size(size)
+    if size:                            # first: a size brings its own preset, which --set then overrides
+        try:
+            spec = spec.with_size(size)
+        except ValueError as e:
+            raise InputError(None, None, "size", str(e)) from None
+    spec = spec.with_overrides(parse_overrides(getattr(args, "set", None) or []))
     backbone = getattr(args, "backbone", None) or STAND_IN_BACKBONE
     weights = getattr(args, "weights", None)
     check_backbone(backbone, weights)
