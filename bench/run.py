@@ -206,7 +206,7 @@ def base_record(spec: RunSpec, ctx: RunContext, run_id: str, identity: dict | No
                   device=str(ctx.device), started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if identity is not None:
         record.update(config=identity["config"], protocol=identity["config"].get("protocol"))
-        for key in ("train_config", "dataset_version"):
+        for key in ("train_config", "dataset_version", "benchmark_version"):
             if key in identity:
                 record[key] = identity[key]
     return record
