@@ -189,3 +189,10 @@ def test_stand_in_size_keeps_the_overrides(monkeypatch, tmp_path):
     args.size = "huge"
     with pytest.raises(InputError, match="size"):
         suites_datasets.stand_in_binding(SUITES["table4"], args)
+
+
+def test_table1_says_which_published_rows_are_val_numbers(tmp_path):
+    table = dataset_tables.build("table1", [], tmp_path)
+    md = next(p for p in write_table(table, tmp_path) if p.suffix == ".md").read_text()
+    assert "EaTR and UnLoc" in md and "68.03" in md and "not run" in md
+    assert "Moment-DETR (PT: 236K ASR Cap.)" in md
