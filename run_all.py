@@ -24,7 +24,8 @@ from bench.ledger import Ledger
 from bench.provenance import code_version
 from datasets.io import REPO_ROOT
 from bench.run import RunContext, RunSpec, base_record, execute, make_run_id, run_identity
-from bench.suites import ALL, SUITES, get_suite
+from bench.suites import ALL, SUITES, DatasetSuite, get_suite
+from bench.suites.datasets import bindings as dataset_bindings
 from reports.tables.common import TableError
 from datasets.errors import InputError
 from datasets.registry import DATASETS, get_dataset, parse_overrides
@@ -40,6 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the suite to run (default table9; 'all': every suite, then the report)")
     p.add_argument("--dataset", default="synthetic", choices=sorted(DATASETS))
     p.add_argument("--video-dir", help="folder of <vid>.mp4 files (real datasets)")
+    p.add_argument("--data", action="append", metavar="NAME=VIDEO_DIR",
+                   help="dataset suites (table1-table4): a real dataset and its video folder; repeatable")
+    p.add_argument("--data-file", help="dataset suites: a TOML file, one [NAME] table per dataset with "
+                                       "video_dir and optional annotations")
     p.add_argument("--annotations", help="folder of the dataset's annotation JSONL files "
                                          "(default: ../shared/data/annotations/<dataset>)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -155,15 +160,24 @@ def run_suite(suite, args, device) -> int:
             from dataclasses import replace
             dataset = replace(get_dataset("qvhighlights"), name="paper-scale").bind()
             backbone, weights = "ViT-B-32", None
+            targets = [(dataset, backbone, weights)]
+        elif isinstance(suite, DatasetSuite):     # its real datasets (--data), else its stand-in; domains
+            targets = dataset_bindings(suite, args)
         else:
-            dataset, backbone, weights = dataset_and_backbone(args)
-        plan = plan_runs(suite, args, dataset, backbone, weights, device, out_dir)
+            if args.data or args.data_file:
+                raise InputError("--data", None, "data", f"--data/--data-file are for the dataset suites "
+                                                         f"(table1-table4); use --dataset NAME --video-dir DIR")
+            targets = [dataset_and_backbone(args)]
+        plan = [p for dataset, backbone, weights in targets
+                for p in plan_runs(suite, args, dataset, backbone, weights, device, out_dir)]
     except (InputError, BackboneError, ValueError, KeyError) as e:  # nothing has run yet: say what is wrong, stop
         log.error("error: %s", e)
         return 2
     ledger = Ledger(out_dir)
-    log.info("suite %s on %s | backbone %s [%s] | device %s", suite.name, dataset.name, backbone,
-             weights or RANDOM_INIT, device)
+    names = ", ".join(dict.fromkeys(d.name + (f"/{d.domain}" if getattr(d, "domain", None) else "")
+                                    for d, _, _ in targets))
+    log.info("suite %s on %s | backbone %s [%s] | device %s", suite.name, names, targets[0][1],
+             targets[0][2] or RANDOM_INIT, device)
     version = code_version()
     for spec, ctx, run_id in plan:
         if ledger.done(run_id, version) and not args.fresh:

@@ -174,3 +174,48 @@ def test_a_corrupt_cached_feature_is_rebuilt_when_read(env, r2_run):
     assert cache.stats.rebuilt == 1
     torch.testing.assert_close(video["block"], good)
     assert cache.get(vid) is not None                                         # and stored again, whole
+
+
+def _suite_lines(r2_run):
+    """The suite's val predictions of the run, grouped by video (several queries each)."""
+    by_vid = {}
+    for line in Path(r2_run["predictions"]).read_text().splitlines():
+        obj = json.loads(line)
+        by_vid.setdefault(obj["vid"], []).append(obj)
+    return by_vid
+
+
+def test_predictor_returns_the_suites_windows(env, r2_run, monkeypatch):
+    """The Predictor (video encoded once, every query from it) answers as the suite's evaluation
+    of the same checkpoint did, for every query of two videos."""
+    from bench.predict import Predictor
+    predictor = Predictor.from_run(Path(r2_run["predictions"]).parent)
+    by_vid = _suite_lines(r2_run)
+    vids = [v for v in by_vid if len(by_vid[v]) > 1][:2]
+    assert vids, "the benchmark should have videos with several queries"
+    for vid in vids:
+        predictor.encode_video(env["spec"].video_path(vid))
+        with monkeypatch.context() as m:       # answering queries must not run the image tower again
+            m.setattr(predictor.backbone, "video_tokens", lambda *a, **k: pytest.fail("video encoded twice"))
+            answers = predictor.predict([line["query"] for line in by_vid[vid]])
+        for ours, suite in zip(answers, by_vid[vid], strict=True):
+            assert ours["query"] == suite["query"] and ours["vid"] == vid
+            assert len(ours["pred_relevant_windows"]) == len(suite["pred_relevant_windows"])
+            assert torch.allclose(torch.tensor(ours["pred_relevant_windows"]),
+                                  torch.tensor(suite["pred_relevant_windows"]), atol=2e-4)
+            assert torch.allclose(torch.tensor(ours["pred_saliency_scores"]),
+                                  torch.tensor(suite["pred_saliency_scores"]), atol=2e-4)
+
+
+def test_predict_command_prints_the_top_windows(env, r2_run, capsys):
+    from bench import predict
+    vid, lines = next(iter(_suite_lines(r2_run).items()))
+    rc = predict.main([str(Path(r2_run["predictions"]).parent), str(env["spec"].video_path(vid)),
+                       "-q", lines[0]["query"], "--top", "2", "--device", "cpu"])
+    assert rc == 0
+    out = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert len(out) == 1 and len(out[0]["pred_relevant_windows"]) == 2
+    assert torch.allclose(torch.tensor(out[0]["pred_relevant_windows"]),
+                          torch.tensor(lines[0]["pred_relevant_windows"][:2]), atol=2e-4)
+    assert predict.main([str(env["root"]), "x.mp4", "-q", "a"]) == 2          # not a run folder
+    assert "model card" in capsys.readouterr().err
