@@ -37,7 +37,8 @@ from bench.resume import RESUME_NAME, peek_epoch
 from bench.train import NonFiniteLoss
 from datasets.io import REPO_ROOT, atomic_write, cache_dir, clean_orphans
 from bench.run import RunContext, RunSpec, base_record, execute, make_run_id, run_identity
-from bench.suites import ALL, SUITES, get_suite
+from bench.suites import ALL, SUITES, DatasetSuite, get_suite
+from bench.suites.datasets import bindings as dataset_bindings
 from reports.tables.common import TableError
 from datasets.errors import InputError
 from datasets.registry import DATASETS, get_dataset, parse_overrides
@@ -53,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="the suite to run (default table9; 'all': every suite, then the report)")
     p.add_argument("--dataset", default="synthetic", choices=sorted(DATASETS))
     p.add_argument("--video-dir", help="folder of <vid>.mp4 files (real datasets)")
+    p.add_argument("--data", action="append", metavar="NAME=VIDEO_DIR",
+                   help="dataset suites (table1-table4): a real dataset and its video folder; repeatable")
+    p.add_argument("--data-file", help="dataset suites: a TOML file, one [NAME] table per dataset with "
+                                       "video_dir and optional annotations")
     p.add_argument("--annotations", help="folder of the dataset's annotation JSONL files "
                                          "(default: ../shared/data/annotations/<dataset>)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
@@ -60,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backbone", help="open_clip model name (default: R2Bench-Tiny on synthetic, else ViT-B-32)")
     p.add_argument("--weights", help="local CLIP checkpoint file (default on synthetic: the project's tiny CLIP)")
     p.add_argument("--random-init", action="store_true", help="use a randomly initialised backbone")
+    p.add_argument("--size", choices=["small", "default", "large"],
+                   help="size of the built-in benchmark (videos, queries and its training preset; "
+                        "docs/benchmark.md); only for generated datasets")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--methods", nargs="+", help="only these rows of the suite")
     p.add_argument("--epochs", type=int, help="override the dataset preset's epochs")
@@ -139,7 +147,13 @@ def _on_sigterm(signum, frame):
 
 def dataset_and_backbone(args):
     """The bound dataset (registry spec, preset overrides applied) and (backbone name, weights path)."""
-    spec = get_dataset(args.dataset).with_overrides(parse_overrides(args.set))
+    spec = get_dataset(args.dataset)
+    if args.size:
+        try:
+            spec = spec.with_size(args.size)
+        except ValueError as e:
+            raise InputError(None, None, "size", str(e)) from None
+    spec = spec.with_overrides(parse_overrides(args.set))
     if spec.materialize is not None:      # the built-in benchmark: generated on first use
         name = args.backbone or "R2Bench-Tiny"
         check_backbone(name, args.weights)
@@ -299,9 +313,16 @@ def run_suite(suite, args, device) -> int:
             from dataclasses import replace
             dataset = replace(get_dataset("qvhighlights"), name="paper-scale").bind()
             backbone, weights = "ViT-B-32", None
+            targets = [(dataset, backbone, weights)]
+        elif isinstance(suite, DatasetSuite):     # its real datasets (--data), else its stand-in; domains
+            targets = dataset_bindings(suite, args)
         else:
-            dataset, backbone, weights = dataset_and_backbone(args)
-        plan = plan_runs(suite, args, dataset, backbone, weights, device, out_dir)
+            if args.data or args.data_file:
+                raise InputError("--data", None, "data", f"--data/--data-file are for the dataset suites "
+                                                         f"(table1-table4); use --dataset NAME --video-dir DIR")
+            targets = [dataset_and_backbone(args)]
+        plan = [p for dataset, backbone, weights in targets
+                for p in plan_runs(suite, args, dataset, backbone, weights, device, out_dir)]
     except (InputError, BackboneError, ValueError, KeyError) as e:  # nothing has run yet: say what is wrong, stop
         log.error("error: %s", e)
         return 2
@@ -314,8 +335,10 @@ def run_suite(suite, args, device) -> int:
             execute(spec, ctx, run_id)
         return 0
     ledger = Ledger(out_dir)
-    log.info("suite %s on %s | backbone %s [%s] | device %s", suite.name, dataset.name, backbone,
-             weights or RANDOM_INIT, device)
+    names = ", ".join(dict.fromkeys(d.name + (f"/{d.domain}" if getattr(d, "domain", None) else "")
+                                    for d, _, _ in targets))
+    log.info("suite %s on %s | backbone %s [%s] | device %s", suite.name, names, targets[0][1],
+             targets[0][2] or RANDOM_INIT, device)
     version = code_version()
     todo = [(spec, ctx, run_id) for spec, ctx, run_id in plan if args.fresh or not ledger.done(run_id, version)]
     for _, _, run_id in plan:

@@ -16,22 +16,26 @@ CODE_PACKAGES = ("methods", "datasets", "bench")
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """``<git commit>[+<digest of the code>]`` — the digest of every ``.py`` file under
-    :data:`CODE_PACKAGES` (and ``run_all.py``) makes uncommitted edits visible; without git,
-    the digest alone."""
+    """``code-<digest>``: a digest of every ``.py`` file under :data:`CODE_PACKAGES` and
+    ``run_all.py`` — what decides whether a finished run still counts and whether runs may be
+    pooled. It is the code, not the commit: a commit that touches only docs or tests keeps the
+    version (and every finished run); an uncommitted edit of the code changes it."""
     h = hashlib.blake2b(digest_size=6)
     files = sorted(p for pkg in CODE_PACKAGES for p in (REPO_ROOT / pkg).rglob("*.py"))
     for path in [*files, REPO_ROOT / "run_all.py"]:
         if path.is_file():
             h.update(str(path.relative_to(REPO_ROOT)).encode())
             h.update(path.read_bytes())
-    digest = h.hexdigest()
+    return f"code-{h.hexdigest()}"
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (short), for provenance only; None without git."""
     try:
-        commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=10", "HEAD"], capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
+        return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                              text=True, timeout=5, check=True).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
-        return f"code-{digest}"
-    return f"{commit}+{digest}"
+        return None
 
 
 def versions() -> dict:

@@ -36,8 +36,9 @@ import torch
 
 from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
 from bench.metrics import evaluate
-from bench.provenance import code_version, device_info, versions
 from bench.distributed import World
+from bench.predict import CHECKPOINT_FILE, write_model_card
+from bench.provenance import code_version, device_info, git_commit, versions
 from bench.resume import RESUME_NAME
 from bench.train import Resume, TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
 from datasets.io import atomic_write, cache_dir
@@ -61,6 +62,9 @@ class RunSpec:
     method: str
     overrides: dict = field(default_factory=dict)
     row: str | None = None
+    # splits to predict besides the evaluation split, each written as <split>_preds.jsonl (e.g. the
+    # QVHighlights test split, whose labels are withheld: Table 1's submission file)
+    predict_splits: tuple[str, ...] = ()
 
     def row_name(self) -> str:
         return self.row or get_method(self.method).label
@@ -101,16 +105,20 @@ def run_identity(spec: RunSpec, ctx: RunContext) -> dict:
     # W processes with accumulate A compute what one process computes with A × W micro-batches
     train["accumulate"] = train.get("accumulate", 1) * ctx.world_size
     train_cfg = TrainConfig(**train)
-    return dict(method=spec.method, config=asdict(cfg), train_config=asdict(train_cfg), dataset=ctx.dataset.name,
-                dataset_version=ctx.dataset.version, backbone=ctx.backbone, weights=weights_label(ctx.weights),
-                seed=ctx.seed)
+    identity = dict(method=spec.method, config=asdict(cfg), train_config=asdict(train_cfg), dataset=ctx.dataset.name,
+                    dataset_version=ctx.dataset.version, benchmark_version=ctx.dataset.benchmark_version,
+                    backbone=ctx.backbone, weights=weights_label(ctx.weights), seed=ctx.seed)
+    if getattr(ctx.dataset, "domain", None):     # one model per domain (YouTube Highlights, TVSum)
+        identity["domain"] = ctx.dataset.domain
+    return identity
 
 
 def make_run_id(suite: str, identity: dict) -> str:
     """``<suite>-<method>-<dataset>-s<seed>-<digest of the identity>``."""
     blob = json.dumps(identity, sort_keys=True, default=str).encode()
     digest = hashlib.sha256(blob).hexdigest()[:10]
-    parts = (suite, identity["method"], identity["dataset"], f"s{identity.get('seed', 0)}")
+    dataset = identity["dataset"] + (f"-{identity['domain']}" if identity.get("domain") else "")
+    parts = (suite, identity["method"], dataset, f"s{identity.get('seed', 0)}")
     readable = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)) for p in parts)
     return f"{readable}-{digest}"
 
@@ -197,14 +205,15 @@ def base_record(spec: RunSpec, ctx: RunContext, run_id: str, identity: dict | No
     entry = get_method(spec.method)
     record = dict(run_id=run_id, suite=ctx.suite, row=spec.row_name(), method=spec.method, label=entry.label,
                   category=entry.category,
-                  dataset=ctx.dataset.name, seed=ctx.seed, status="running", error=None,
+                  dataset=ctx.dataset.name, domain=getattr(ctx.dataset, "domain", None), seed=ctx.seed,
+                  status="running", error=None,
                   backbone=PAPER_BACKBONE if ctx.paper_scale else ctx.backbone,
                   weights=RANDOM_INIT if ctx.paper_scale else weights_label(ctx.weights),
-                  overrides=dict(spec.overrides), versions=versions(), code_version=code_version(),
+                  overrides=dict(spec.overrides), versions=versions(), code_version=code_version(), commit=git_commit(),
                   device=str(ctx.device), started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if identity is not None:
         record.update(config=identity["config"], protocol=identity["config"].get("protocol"))
-        for key in ("train_config", "dataset_version"):
+        for key in ("train_config", "dataset_version", "benchmark_version"):
             if key in identity:
                 record[key] = identity[key]
     return record
@@ -249,41 +258,50 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
     model = build_model(spec.method, backbone, {**data.preset.head, **spec.overrides}).to(device)
     frames = FrameSource(data, backbone)
     train_samples, eval_samples = data.samples(data.train_split), data.samples(data.eval_split)
+    extra_samples = {split: data.samples(split) for split in spec.predict_splits}
     truncated = warn_long_queries(train_samples, backbone, data.train_split) if world.main else 0
     truncated += warn_long_queries(eval_samples, backbone, data.eval_split) if world.main else 0
     if model.cacheable:
         cache = feature_cache_for(data, model, cache_dir() / "features")
         if world.main:    # one process fills the cache; the others read it
-            build_features([s.vid for s in train_samples + eval_samples], frames, model, cache, device,
-                           progress=ctx.progress)
+            build_features([s.vid for s in train_samples + eval_samples + sum(extra_samples.values(), [])], frames,
+                           model, cache, device, progress=ctx.progress)
         world.barrier()
         video_fn, source = cached_video_fn(cache, frames, model, device), "features"
     else:
         video_fn, source = frames.get, "frames"
     tokenize = backbone.tokenize
-    train_set = VTGDataset(train_samples, video_fn, tokenize, data.fps, source, video_name=data.video_path)
-    eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.fps, source, video_name=data.video_path)
+    train_set = VTGDataset(train_samples, video_fn, tokenize, data.frame_rate, source, video_name=data.video_path)
+    eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.frame_rate, source, video_name=data.video_path)
     cfg = TrainConfig(**identity["train_config"])
     stats = train(model, train_set, cfg, device, progress=ctx.progress, resume=resume)
     if not world.main:
         return {}
-    save_checkpoint(model, run_dir / "checkpoint.safetensors")
+    save_checkpoint(model, run_dir / CHECKPOINT_FILE)
+    write_model_card(run_dir, method=spec.method, config=identity["config"], backbone=ctx.backbone, weights=ctx.weights,
+                     fps=data.fps, amp=cfg.amp, dataset=data.name)
 
     lines, _ = predict(model, eval_set, cfg.eval_batch_size, device, cfg.amp, progress=ctx.progress)
     pred_path = atomic_write(run_dir / f"{data.eval_split}_preds.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
     result = evaluate(data.spec.metric, lines, eval_samples)
     metrics = result.brief
     per_query_path = atomic_write(run_dir / "per_query.csv", result.per_query.to_csv())
+    split_predictions = {}
+    for split, samples in extra_samples.items():
+        extra, _ = predict(model, VTGDataset(samples, video_fn, tokenize, data.frame_rate, source),
+                           cfg.eval_batch_size, device, cfg.amp, progress=ctx.progress)
+        split_predictions[split] = str(atomic_write(run_dir / f"{split}_preds.jsonl",
+                                                    "".join(json.dumps(line) + "\n" for line in extra)))
 
     subset = eval_samples[:INFER_SAMPLES]
     for s in subset:                     # decode outside the timed region
         frames.get(s.vid)
-    live = VTGDataset(subset, frames.get, tokenize, data.fps, "frames", video_name=data.video_path)
+    live = VTGDataset(subset, frames.get, tokenize, data.frame_rate, "frames", video_name=data.video_path)
     _, infer_seconds = predict(model, live, cfg.eval_batch_size, device, cfg.amp, progress=False)
     resume.path.unlink(missing_ok=True)      # the run is complete: its epoch checkpoint is not needed
     return dict(resumed_from_epoch=stats["resumed_from_epoch"], processes=world.size, truncated_queries=truncated,
                 params_run=count_params(model), metrics=metrics, predictions=str(pred_path),
-                per_query=str(per_query_path),
+                per_query=str(per_query_path), split_predictions=split_predictions,
                 train_videos_per_s=round(stats["videos"] / stats["seconds"], 2),
                 infer_videos_per_s=round(len(subset) / infer_seconds, 2), input=source,
                 train_seconds=round(stats["seconds"], 1), final_losses=stats["losses"],

@@ -168,6 +168,7 @@ class DatasetSpec:
     video_name: str = "{vid}"                     # file stem of a video (TACoS: "{vid}-cam-002")
     video_exts: tuple[str, ...] = VIDEO_EXTS
     notes: str = ""                               # what the public code does that the preset cannot say
+    stand_in_for: tuple[str, ...] = ()            # a synthetic stand-in of these datasets' task
     materialize: Callable[[bool, str | None], Path] | None = field(default=None, compare=False, repr=False)
     # Named sizes of a generated dataset (the built-in benchmark: small/default/large): size ->
     # its preset; ``size`` is the one this spec is at, ``version_name(size)`` names it in records.
@@ -249,15 +250,34 @@ class DatasetSpec:
 
 
 class Dataset:
-    """A :class:`DatasetSpec` bound to annotation files and a video folder."""
+    """A :class:`DatasetSpec` bound to annotation files and a video folder; with ``domain``, only
+    that domain's videos (:meth:`for_domain`: the paper trains one model per domain)."""
 
-    def __init__(self, spec: DatasetSpec, files: Mapping[str, Path], video_dir: Path | None):
-        self.spec, self.files, self.video_dir = spec, dict(files), video_dir
+    def __init__(self, spec: DatasetSpec, files: Mapping[str, Path], video_dir: Path | None,
+                 domain: str | None = None):
+        self.spec, self.files, self.video_dir, self.domain = spec, dict(files), video_dir, domain
         self._samples: dict[str, list[Sample]] = {}
         self._frame_rates: dict[str, float] | None = None
 
     def __repr__(self) -> str:
-        return f"Dataset({self.spec.name!r}, videos={self.video_dir})"
+        where = f", domain={self.domain!r}" if self.domain else ""
+        return f"Dataset({self.spec.name!r}{where}, videos={self.video_dir})"
+
+    def for_domain(self, domain: str) -> Dataset:
+        """This dataset restricted to the videos of ``domain`` (one of ``spec.domains``)."""
+        if domain not in self.spec.domains:
+            raise InputError(None, None, "domain", f"dataset '{self.name}' has no domain {domain!r} "
+                                                   f"(has {', '.join(self.spec.domains) or 'none'})")
+        return Dataset(self.spec, self.files, self.video_dir, domain)
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """The domains this dataset covers (its own one, or every domain of the spec)."""
+        return (self.domain,) if self.domain else self.spec.domains
+
+    @property
+    def is_stand_in(self) -> bool:
+        return bool(self.spec.stand_in_for)
 
     # ---- what the harness reads
     @property
@@ -294,6 +314,8 @@ class Dataset:
         """A digest of the annotation files (their bytes) and the video folder's path: run
         records name it, so results from other annotation files never pool."""
         h = hashlib.blake2b(digest_size=8)
+        if self.domain:
+            h.update(f"domain={self.domain}".encode())
         for split in sorted(self.files):
             path = self.files[split]
             h.update(split.encode())
@@ -326,7 +348,12 @@ class Dataset:
         """The validated samples of ``split`` (read once, then memoised)."""
         if split not in self._samples:
             path = self.annotation_file(split)
-            self._samples[split] = self.spec.read(path, require_labels=split not in self.spec.unlabelled_splits)
+            samples = self.spec.read(path, require_labels=split not in self.spec.unlabelled_splits)
+            if self.domain:
+                samples = [s for s in samples if s.domain == self.domain]
+                if not samples:
+                    raise InputError(path, None, "domain", f"no {self.domain!r} videos in the {split} split")
+            self._samples[split] = samples
         return self._samples[split]
 
     # ---- videos
@@ -357,7 +384,7 @@ class Dataset:
             self._frame_rates = {}
             for split, path in self.files.items():
                 if path.is_file():
-                    for s in self.samples(split):
+                    for s in self.spec.read(path, require_labels=False) if self.domain else self.samples(split):
                         self._frame_rates.setdefault(s.vid, s.num_clips / s.duration)
         if vid not in self._frame_rates:
             raise InputError(None, None, "vid", f"video '{vid}' is in no annotation file of '{self.name}', "
@@ -384,10 +411,13 @@ def get_dataset(name: str) -> DatasetSpec:
 # --------------------------------------------------------------------------- the benchmarks
 
 GROUNDING_STRIDES = (1, 2, 4, 8)
-HD_HEAD = dict(strides=(1,), use_tef=False, nms="none")
-HD_NOTES = ("Public configs: one model per domain; no regression head (coord_head_cfg=None), "
-            "DynamicBCELoss on classification, saliency loss direction 'row', merge_cls_sal=False, "
-            "no LR drop.")
+# The public highlight-detection configs (configs/youtube, configs/tvsum): one stride, no TEF, no
+# regression head (coord_head_cfg=None: classification learns the per-clip saliency), DynamicBCELoss,
+# SampledNCELoss direction 'row', merge_cls_sal=False (the test saliency is the cls score alone), no
+# min_video_len (Grounding's 5 s does not apply). Positive clips: YouTube (match+1)/2 > 0.5, TVSum > median.
+HD_HEAD = dict(strides=(1,), use_tef=False, nms="none", regression=False, cls_loss="bce",
+               saliency_directions=("row",), merge_cls_saliency=False, min_train_seconds=0.0)
+HD_NOTES = "Public configs: one model per domain (per_domain); no LR drop."
 
 register_dataset(DatasetSpec(
     name="qvhighlights", title="QVHighlights", format="qvhighlights", metric="qvhighlights",
@@ -437,7 +467,7 @@ register_dataset(DatasetSpec(
     annotation_files={"train": "youtube_highlight_train_release.jsonl", "val": "youtube_highlight_val_release.jsonl"},
     train_split="train", eval_split="val", domains=youtube_format.DOMAINS, per_domain=True,
     preset=Preset(train=dict(batch_size=4, lr=5e-4, epochs=200, warmup_iters=50, lr_drop_epoch=None),
-                  head=dict(dropout=0.5, saliency_weight=0.1, **HD_HEAD)),
+                  head=dict(dropout=0.5, saliency_weight=0.1, positive_clips="above_half", **HD_HEAD)),
     notes="Frame rate per video: one frame per labelled clip. " + HD_NOTES))
 
 register_dataset(DatasetSpec(
@@ -446,7 +476,7 @@ register_dataset(DatasetSpec(
     annotation_files={"train": "tvsum_train_release.jsonl", "val": "tvsum_val_release.jsonl"},
     train_split="train", eval_split="val", domains=tvsum_format.DOMAINS, per_domain=True,
     preset=Preset(train=dict(batch_size=4, lr=5e-4, epochs=500, warmup_iters=50, lr_drop_epoch=None),
-                  head=dict(dropout=0.5, saliency_weight=0.1, **HD_HEAD)),
+                  head=dict(dropout=0.5, saliency_weight=0.1, positive_clips="above_median", **HD_HEAD)),
     notes=HD_NOTES))
 
 
@@ -476,7 +506,7 @@ register_dataset(DatasetSpec(
     annotation_files={"train": "train.jsonl", "val": "val.jsonl", "test": "test.jsonl"},
     train_split="train", eval_split="val", test_split="test",
     preset=_SYNTHETIC_PRESETS["default"], sizes=_SYNTHETIC_PRESETS, size="default",
-    version_name=_synthetic_version,
+    version_name=_synthetic_version, stand_in_for=("qvhighlights",),
     notes="Generated on first use (datasets.synthetic.generator), cached under R2BENCH_CACHE; "
           "sizes small/default/large (datasets.synthetic.presets, docs/benchmark.md).",
     materialize=_generate_synthetic))
@@ -488,3 +518,68 @@ def synthetic_dataset(seed: int = 0, progress: bool = True, size: str = "default
     spec = get_dataset("synthetic").with_size(size)
     spec = dataclasses.replace(spec, materialize=partial(_generate_synthetic, seed=seed, **sizes))
     return spec.bind(progress=progress)
+
+
+# --------------------------------------------------------------------------- synthetic stand-ins
+# Tables 2–4 run on these when no real data is given (datasets.synthetic.standins): the built-in
+# benchmark without saliency labels (moment retrieval only), and per-domain highlight detection
+# whose query is the domain name (binary labels, per-video frame rate: YouTube Highlights' task;
+# 20 annotators' 1–5 scores: TVSum's task).
+
+def _generate_synthetic_mr(progress: bool, size: str | None) -> Path:
+    from datasets.synthetic.standins import moment_retrieval
+    return moment_retrieval(_generate_synthetic(progress, size))
+
+
+def _generate_highlights(kind: str, progress: bool, size: str | None) -> Path:
+    from datasets.synthetic.standins import highlights
+    return highlights(kind, size=size or "default", progress=progress)
+
+
+def _standin_version(kind: str, size: str | None) -> str:
+    """E.g. ``synthetic-hdb1-g2c2-default``: the stand-in's kind and version, then the built-in
+    benchmark's generator and tiny-CLIP versions and the size."""
+    from datasets.synthetic.standins import STANDIN_VERSION
+    return _synthetic_version(size).replace("synthetic-", f"synthetic-{kind}{STANDIN_VERSION}-", 1)
+
+
+def _hd_presets(positive_clips: str) -> dict[str, Preset]:
+    """Per size: the public HD head switches at the synthetic benchmark's scale (K, widths as the
+    paper's; dropout 0.1 as the built-in benchmark's), batch 4 as the public HD configs."""
+    train = dict(batch_size=4, lr=1e-3, epochs=12, warmup_iters=10, lr_drop_epoch=None)
+    head = dict(dropout=0.1, saliency_weight=0.1, positive_clips=positive_clips, **HD_HEAD)
+    return {size: Preset(train=train, head=head) for size in ("small", "default", "large")}
+
+
+register_dataset(DatasetSpec(
+    name="synthetic_mr", title="Synthetic stand-in: moment retrieval only", format="grounding", metric="grounding",
+    tasks={"mr"}, fps=0.5, clip_seconds=2.0,
+    annotation_files={"train": "train.jsonl", "val": "val.jsonl", "test": "test.jsonl"},
+    train_split="train", eval_split="val", test_split="test",
+    preset=_SYNTHETIC_PRESETS["default"], sizes=_SYNTHETIC_PRESETS, size="default",
+    version_name=partial(_standin_version, "mr"), stand_in_for=("ego4d_nlq", "charades_sta", "tacos"),
+    notes="The built-in benchmark's videos and queries with relevant_windows only (no saliency labels).",
+    materialize=_generate_synthetic_mr))
+
+_HD_BINARY, _HD_GRADED = _hd_presets("above_half"), _hd_presets("above_median")
+register_dataset(DatasetSpec(
+    name="synthetic_hd_binary", title="Synthetic stand-in: highlight detection, binary labels",
+    format="youtube_highlights", metric="youtube_highlights", tasks={"hd"}, fps=None, clip_seconds=None,
+    annotation_files={"train": "train.jsonl", "val": "val.jsonl"}, train_split="train", eval_split="val",
+    domains=("red", "green", "blue", "yellow"), per_domain=True,
+    preset=_HD_BINARY["default"], sizes=_HD_BINARY, size="default", version_name=partial(_standin_version, "hdb"),
+    stand_in_for=("youtube_highlights",),
+    notes="Domains are object colours; the query is the domain name; match/label from the domain object's "
+          "visibility; clips of 1.6, 2 or 2.5 s (frame rate per video).",
+    materialize=partial(_generate_highlights, "binary")))
+
+register_dataset(DatasetSpec(
+    name="synthetic_hd_graded", title="Synthetic stand-in: highlight detection, 20 annotators",
+    format="tvsum", metric="tvsum", tasks={"hd"}, fps=0.5, clip_seconds=2.0,
+    annotation_files={"train": "train.jsonl", "val": "val.jsonl"}, train_split="train", eval_split="val",
+    domains=("red", "green", "blue", "yellow"), per_domain=True,
+    preset=_HD_GRADED["default"], sizes=_HD_GRADED, size="default", version_name=partial(_standin_version, "hdg"),
+    stand_in_for=("tvsum",),
+    notes="Domains are object colours; the query is the domain name; 20 annotators score 2-s clips 1-5 from the "
+          "domain object's visibility, size and centrality.",
+    materialize=partial(_generate_highlights, "graded")))

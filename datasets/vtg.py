@@ -23,6 +23,7 @@ from datasets.prepare import encode_frames, feature_key
 from datasets.errors import InputError
 from datasets.video import read_frames, video_identity
 from methods.backbone import trim_text_ids
+from methods.head.losses import widen_windows
 
 log = logging.getLogger(__name__)
 
@@ -38,27 +39,38 @@ def num_clips(duration: float, fps: float) -> int:
 
 
 def saliency_target(sample: Sample, n: int, fps: float) -> Tensor:
-    """Per-frame saliency: mean annotator score of the labelled clip the frame falls in; without
-    saliency labels, 1 inside the relevant windows."""
-    times = (np.arange(n) + 0.5) / fps
+    """Per-frame saliency target in [0, 1] for a video of ``n`` frames at ``fps``, as the public
+    code builds it:
+
+    * with saliency labels: the target (``Sample.saliency_target``) of the labelled clip the
+      frame's centre falls in, 0 for unlabelled clips;
+    * without (moment retrieval only: Charades-STA, TACoS, Ego4D-NLQ): 1 on frames
+      ``ceil(s·fps) … ceil(e·fps) − 1`` of every window after the public ``bind_boundary``
+      (clamped to the ``n`` frames, reversed ends swapped, windows shorter than one frame
+      widened to one frame about their centre), else 0.
+    """
     target = torch.zeros(n)
-    if sample.saliency:
-        scores = {cid: float(np.mean(row)) for cid, row in zip(sample.clip_ids, sample.saliency)}
+    if sample.saliency_target:
+        times = (np.arange(n) + 0.5) / fps
+        scores = dict(zip(sample.clip_ids, sample.saliency_target))
         for i, t in enumerate(times):
             target[i] = scores.get(int(t // sample.clip_seconds), 0.0)
-    else:
-        for s, e in sample.windows:
-            target[torch.as_tensor((times >= s) & (times < e))] = 1.0
+    elif sample.windows:
+        bound = widen_windows(torch.tensor(sample.windows, dtype=torch.float32).reshape(-1, 2),
+                              torch.tensor(n), torch.tensor(float(fps)))
+        for s, e in (bound * fps).tolist():
+            target[max(0, math.ceil(s)):max(0, math.ceil(e))] = 1.0
     return target
 
 
 class VTGDataset(Dataset):
     """Items for training/evaluation. ``video_fn(vid)`` returns either preprocessed frames
     (T, 3, S, S), ``source="frames"``, or cached tapped features ``{point: (T, L, N, D)}``,
-    ``source="features"``."""
+    ``source="features"``. ``fps``: the dataset's frame rate, or a function ``vid → fps`` where it
+    is per video (YouTube Highlights: ``Dataset.frame_rate``); every item carries its own."""
 
     def __init__(self, samples: list[Sample], video_fn: Callable[[str], Tensor | dict], tokenize: Callable,
-                 fps: float, source: str, video_name: Callable[[str], object] = str):
+                 fps: float | Callable[[str], float], source: str, video_name: Callable[[str], object] = str):
         if source not in ("frames", "features"):
             raise ValueError(f"source must be 'frames' or 'features', got {source!r}")
         self.samples, self.video_fn, self.fps, self.source = samples, video_fn, fps, source
@@ -69,29 +81,33 @@ class VTGDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def frame_rate(self, vid: str) -> float:
+        return float(self.fps(vid) if callable(self.fps) else self.fps)
+
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
+        fps = self.frame_rate(s.vid)
         video = self.video_fn(s.vid)
         length = (video if torch.is_tensor(video) else next(iter(video.values()))).shape[0]
-        expected = num_clips(s.duration, self.fps)
+        expected = num_clips(s.duration, fps)
         if expected - length > 1:
-            self._check_short(s, length, expected)
+            self._check_short(s, length, expected, fps)
         n = min(length, expected)
         video = video[:n] if torch.is_tensor(video) else {k: v[:n] for k, v in video.items()}
         return dict(qid=s.qid, vid=s.vid, query=s.query, duration=s.duration, video=video, source=self.source,
                     text_ids=self.text_ids[i], windows=torch.tensor(s.windows, dtype=torch.float32).reshape(-1, 2),
-                    saliency=saliency_target(s, n, self.fps))
+                    saliency=saliency_target(s, n, fps), fps=fps)
 
 
-    def _check_short(self, s: Sample, length: int, expected: int) -> None:
+    def _check_short(self, s: Sample, length: int, expected: int, fps: float) -> None:
         """A video shorter than its annotation says: an error beyond SHORT_VIDEO_ERROR_CLIPS
         clips, else one warning per video."""
-        seconds = f"{length / self.fps:g} s of video, {s.duration:g} s annotated"
+        seconds = f"{length / fps:g} s of video, {s.duration:g} s annotated"
         where = f"{self.video_name(s.vid)} (annotated at {s.source})"
         if expected - length > SHORT_VIDEO_ERROR_CLIPS:
             path, _, line = s.source.rpartition(":")
             raise InputError(path or s.source, int(line) if line.isdigit() else None, "duration",
-                             f"video {self.video_name(s.vid)} holds {length} clips of {1 / self.fps:g} s, the "
+                             f"video {self.video_name(s.vid)} holds {length} clips of {1 / fps:g} s, the "
                              f"annotated duration {s.duration:g} s needs {expected} ({seconds}): more than "
                              f"{SHORT_VIDEO_ERROR_CLIPS} clips short; fix the duration or the video")
         if s.vid not in self._short:
@@ -127,9 +143,13 @@ def _pad(tensors: list[Tensor], t: int) -> Tensor:
     return out
 
 
-def collate(items: list[dict], fps: float) -> dict:
+def collate(items: list[dict], fps: float | None = None) -> dict:
     """Pad videos to the longest in the batch (zeros); ``video_mask`` marks real frames.
-    Frames go to ``frames`` (B, T, 3, S, S); cached features to ``video_taps`` {point: (B, T, L, N, D)}."""
+    Frames go to ``frames`` (B, T, 3, S, S); cached features to ``video_taps`` {point: (B, T, L, N, D)}.
+    ``fps`` (B,): each item's own (``VTGDataset`` items carry it), else the ``fps`` given."""
+    rates = [it.get("fps", fps) for it in items]
+    if any(r is None or callable(r) for r in rates):
+        raise ValueError("collate: an item has no frame rate (pass fps=, or items from VTGDataset)")
     lengths = [it["saliency"].shape[0] for it in items]
     t = max(lengths)
     mask = torch.arange(t)[None] < torch.tensor(lengths)[:, None]
@@ -141,7 +161,7 @@ def collate(items: list[dict], fps: float) -> dict:
     return {**video, "video_mask": mask, "saliency": saliency,
             "text_ids": trim_text_ids(torch.stack([it["text_ids"] for it in items])),
             "windows": [it["windows"] for it in items],
-            "fps": torch.full((len(items),), fps),
+            "fps": torch.tensor(rates, dtype=torch.float32),
             "duration": torch.tensor([float(it["duration"]) for it in items]),
             "qid": [it["qid"] for it in items], "vid": [it["vid"] for it in items],
             "query": [it["query"] for it in items]}

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from methods.head import (PROTOCOLS, GroundingHead, HeadConfig, assign_targets, decode_sample, head_losses, merged_saliency,
+from methods.head import (PROTOCOLS, GroundingHead, HeadConfig, assign_targets, decode_sample, head_losses, output_saliency,
                           regression_range, widen_windows)
 
 TOLERANCE = 1e-4
@@ -72,8 +72,9 @@ def config_for(meta: dict, overrides: dict | None = None) -> HeadConfig:
         kwargs["nms_threshold"] = post["nms_threshold"]
     # protocol fields the case states: left to the protocol when they agree with it
     alpha = c["focal"]["alpha"]
-    stated = dict(focal_alpha=None if alpha < 0 else alpha, saliency_times_cls=c["merge_cls_sal"])
+    stated = dict(focal_alpha=None if alpha < 0 else alpha)
     kwargs.update({k: v for k, v in stated.items() if v != PROTOCOLS["official"][k]})
+    kwargs["merge_cls_saliency"] = c["merge_cls_sal"]   # False (HD configs): the cls score alone
     kwargs.update(overrides or {})
     return HeadConfig(**kwargs)
 
@@ -147,7 +148,7 @@ def check_eval_case(case: dict, overrides: dict | None = None, batched: bool = T
     video, text = _video(inputs), inputs["text"]
     report, batched_report = {}, {}
     batch_out = head(video, inputs["video_mask"], text, inputs["text_mask"]) if batched else None
-    batch_sal = merged_saliency(batch_out) if batched else None
+    batch_sal = output_saliency(batch_out, cfg) if batched else None
     for i, (t, lt) in enumerate(zip(inputs["lengths"].tolist(), inputs["text_lengths"].tolist())):
         fps, duration = float(inputs["fps"][i]), float(inputs["duration"][i])
         runs = [("alone", head(video[i:i + 1, :t], torch.ones(1, t, dtype=torch.bool), text[i:i + 1, :, :lt],
@@ -157,7 +158,7 @@ def check_eval_case(case: dict, overrides: dict | None = None, batched: bool = T
         for section, out, row, sal in runs:
             target = report if section == "alone" else batched_report
             if sal is None:
-                sal = merged_saliency(out)
+                sal = output_saliency(out, cfg)
             got = {f"s{i}.h": out.h[row, :t], f"s{i}.query": out.query[row], f"s{i}.saliency_cos": out.saliency[row, :t]}
             for level in out.levels:
                 n = t // level["stride"]
@@ -165,7 +166,7 @@ def check_eval_case(case: dict, overrides: dict | None = None, batched: bool = T
                     continue
                 got[f"s{i}.cls.l{level['index']}"] = level["cls"][row, :n]
                 got[f"s{i}.reg.l{level['index']}"] = level["reg"][row, :n]
-            d = decode_sample(out, row, fps, duration, cfg, sal if cfg.saliency_times_cls else None)
+            d = decode_sample(out, row, fps, duration, cfg, sal)
             got[f"s{i}.saliency"], got[f"s{i}.boundary_raw"] = d["saliency"], d["raw"]
             for name in [n for n in expected if n.startswith(f"s{i}.")]:
                 if name.endswith(".windows"):

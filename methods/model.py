@@ -147,11 +147,17 @@ class TransferModel(nn.Module):
         return head_losses(out, batch["windows"], batch["fps"], batch["saliency"], self.head.cfg, generator)
 
     def predict(self, out: HeadOutput, batch: dict) -> list[dict]:
-        """Moment-DETR submission lines for the batch."""
+        """Moment-DETR submission lines for the batch (without ``pred_relevant_windows`` when the
+        head has no regression: highlight detection only)."""
         decoded = decode(out, batch["fps"], batch["duration"], self.head.cfg)
-        return [dict(qid=qid, query=query, vid=vid, pred_relevant_windows=d["windows"],
-                     pred_saliency_scores=d["saliency"])
-                for qid, query, vid, d in zip(batch["qid"], batch["query"], batch["vid"], decoded)]
+        lines = []
+        for qid, query, vid, d in zip(batch["qid"], batch["query"], batch["vid"], decoded):
+            line = dict(qid=qid, query=query, vid=vid)
+            if d["windows"] is not None:
+                line["pred_relevant_windows"] = d["windows"]
+            line["pred_saliency_scores"] = d["saliency"]
+            lines.append(line)
+        return lines
 
 
 def _non_persistent(module: nn.Module, name: str) -> set[str]:

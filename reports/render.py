@@ -18,6 +18,7 @@ from pathlib import Path
 
 from reports import records as rec
 from reports.figures.sources import FigureSkipped, Sources, check_run
+from reports.tables import datasets as dataset_tables
 from reports.tables import table6, table9
 from reports.tables.ablations import LAYOUTS, TABLE5
 from reports.tables.common import Column, Layout, Row, Table, build_table, default_row, write_table
@@ -68,6 +69,8 @@ def generic_layout(suite: str, records: list[dict]) -> Layout:
 def layout_for(suite: str, records: list[dict]) -> Layout:
     if suite == "table9":
         return table9.LAYOUT
+    if suite in dataset_tables.TARGETS:     # (build_table needs dataset_tables.paper_frame for Table 1)
+        return dataset_tables.layout(suite, stand_in=True)
     if suite == "table6":
         return table6.LAYOUT
     return LAYOUTS.get(suite) or generic_layout(suite, records)
@@ -76,6 +79,8 @@ def layout_for(suite: str, records: list[dict]) -> Layout:
 def tables_for(suite: str, records: list[dict]) -> list[Table]:
     if suite == "table9":
         return [table9.build(records)]
+    if suite in dataset_tables.TARGETS:     # Tables 1–4: per-domain runs merged (files beside the ledger)
+        return [dataset_tables.build(suite, records)]
     if suite == "table6":
         return table6.build(records)
     return [build_table(records, layout_for(suite, records))]
@@ -102,6 +107,8 @@ def figure_jobs(suite: str, records: list[dict], layout: Layout, out: Path, sour
 
     jobs = []
     trained = [r for r in records if r.get("status") == "ok"]
+    if suite in dataset_tables.TARGETS:     # one method per table: no trade-off or model figures
+        return jobs
     jobs.append(("tradeoff", "Memory–accuracy trade-off: peak training memory at the paper's setting (x), MR mAP "
                              "(y), bubble area ∝ learnable parameters; colours: gradient through CLIP or not.",
                  lambda: tradeoff.render(records, layout, out, with_paper=suite == "table9")))
@@ -167,6 +174,8 @@ def render_suite(suite_dir: str | Path, out_dir: str | Path | None = None, *, fi
             from dataclasses import replace
             table.layout = replace(table.layout, suite=f"{table.layout.suite}_{table.blocks[0].dataset}")
         rendered.table_files += write_table(table, out)
+    if suite == "table1":                   # the test-split submission file, next to the results
+        rendered.table_files += dataset_tables.write_submissions(records, out)
     if figures:
         run_figures(rendered, layout, out / FIGURES_DIR, sources or Sources())
     return rendered

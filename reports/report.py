@@ -1,7 +1,7 @@
 """One report of every suite under an output folder: ``report.html`` (self-contained: images
 embedded as base64, no external file or network access) and ``report.md`` (images linked).
 
-Each suite's section gives its provenance — commit / code version, library versions, device,
+Each suite's section gives its provenance — commit, code version, library versions, device,
 backbone and weights digest, dataset and its version, seeds, whether the memory figures were
 measured or estimated — then its tables and figures, and the figures that could not be drawn,
 with the reason. A suite whose ledger cannot be tabulated honestly shows the refusal instead.
@@ -61,7 +61,8 @@ def provenance(records: list[dict]) -> list[tuple[str, str]]:
     seeds = sorted({r.get("seed") for r in ok if r.get("seed") is not None})
     return [
         ("runs", ", ".join(f"{n} {s}" for s, n in sorted(status.items())) or "none"),
-        ("commit / code version", ", ".join(_values(records, "code_version")) or "not recorded"),
+        ("commit", ", ".join(_values(records, "commit")) or "not recorded"),
+        ("code version", ", ".join(_values(records, "code_version")) or "not recorded"),
         ("versions", "; ".join(versions) or "not recorded"),
         ("device", ", ".join(devices) or "not recorded"),
         ("backbone", ", ".join(_values(records, "backbone")) or "not recorded"),

@@ -1,18 +1,25 @@
-"""Statistics for the suite's tables: intervals, paired tests, Holm, power and safe seed pooling.
+"""Statistics for the suite's tables: intervals, the significance policy, Holm, power and safe
+seed pooling.
 
 Every trained run saves per-query metric values (``per_query.csv``: ``qid`` plus one column
 per metric); the mean over queries of a column is the headline metric. This module turns
-those vectors into what a table cell shows:
+those vectors into what a table cell shows and into the significance marks:
 
 * ``bootstrap_ci``: a BCa bootstrap interval of the mean over queries (``scipy.stats.bootstrap``).
-* ``paired_test``: the mean per-query difference of two rows, its bootstrap CI, and a two-sided
-  paired permutation (sign-flip) p-value (``scipy.stats.permutation_test``).
+* ``method_test``: **the significance policy for methods**: the difference of two rows, with
+  training-seed variance and query variance both counted (Welch–Satterthwaite t on variance
+  components; seed variance measured from the rows' seeds, or a calibrated one for a one-seed
+  row). Marks ``*``. See ``docs/statistics.md``.
+* ``paired_test``: mean per-query difference of two *trained models* with a paired permutation
+  p-value (``scipy.stats.permutation_test``). It treats the models as fixed ("do these two runs
+  differ on these queries"). Used for a mark only where a row has one seed and no calibrated
+  seed variance exists, and then marked ``†``, not ``*``.
 * ``seed_summary``: mean ± std (ddof=1) of per-seed headline metrics.
 * ``holm`` / ``significant``: Holm's step-down correction. scipy has no Holm (or any
   multiple-testing correction for p-values), so it is hand-written here: sort the m p-values,
   multiply the i-th smallest by (m − i + 1), take the running maximum, cap at 1.
 * ``compare_to_reference``: all of the above for one metric of one table.
-* ``minimum_detectable_effect`` / ``estimate_variance_components``: the power of such a table.
+* ``minimum_detectable_effect`` / ``estimate_variance_components``: the power of the policy.
 * ``aggregation_key`` / ``group_runs``: pool the seeds of one configuration, and refuse to pool
   runs whose identity differs in anything but the seed.
 
@@ -38,9 +45,11 @@ BATCH = 1_000  # resamples per vectorised batch: bounds memory at BATCH × n_que
 # of these; add a field here and both ``aggregation_key`` and ``group_runs`` use it. A field
 # may be absent from a record (it then counts as None, so "absent" and "present" differ).
 IDENTITY_FIELDS = (
-    "method", "config", "train_config", "dataset", "dataset_version",
+    "method", "config", "train_config", "dataset", "dataset_version", "benchmark_version",
     "backbone", "weights", "code_version", "protocol",
 )
+NOT_COUNTED = "not counted"   # ``seed_variance`` of a one-seed comparison made per query (models fixed)
+QUERY_MARK = "†"               # its mark: these trained models differ on these queries
 SEED_FIELD = "seed"  # dropped from the record and from ``train_config`` before comparing
 
 
@@ -63,11 +72,51 @@ class PairedResult(NamedTuple):
     n: int
 
 
-class VarianceComponents(NamedTuple):
-    """Inputs of ``minimum_detectable_effect`` estimated from real runs."""
+class SeedVariance(NamedTuple):
+    """A calibrated training-seed variance of one metric on one benchmark version: what a one-seed
+    row cannot measure itself. Measured by ``docs/measurements/benchmark/calibrate.py`` and stored
+    with the benchmark (``datasets.synthetic.presets.seed_calibration``)."""
 
-    sd_diff: float    # sd (ddof=1) over queries of single-seed per-query differences a − b
-    seed_sd: float    # pooled seed-to-seed sd (ddof=1) of one row's headline metric; NaN if unknown
+    seed_sd: float    # sd (ddof=1) over training seeds of one row's headline metric (pooled over rows)
+    df: float         # its degrees of freedom (sum of seeds − 1 over the rows pooled)
+    noise_sd: float   # sd of the seed × query residual of per-query values (NaN if unknown)
+    source: str = ""  # what it was measured on, for notes
+
+
+class MethodTest(NamedTuple):
+    """Row a − row b under the significance policy (``method_test``).
+
+    ``diff``: difference of the seed-averaged headline metrics; ``low``/``high``: its confidence
+    interval (t, ``df`` degrees of freedom); ``p_value``: two-sided; ``se``: standard error;
+    ``seed_variance``: ``"measured"`` (both rows have ≥ 2 seeds), ``"calibrated"`` (a one-seed row
+    used a ``SeedVariance``) or ``"unknown"`` (a one-seed row without one: no test, NaN p and CI).
+    """
+
+    diff: float
+    low: float
+    high: float
+    p_value: float
+    se: float
+    df: float
+    n_queries: int
+    seed_variance: str
+
+
+class VarianceComponents(NamedTuple):
+    """Variance components of two rows' runs (inputs of ``minimum_detectable_effect``).
+
+    ``seed_sd``: pooled sd (ddof=1) over seeds of the per-seed headline metric (``seed_df``
+    degrees of freedom; NaN if neither row has two seeds); ``noise_sd``: sd of the seed × query
+    residual of per-query values (what averaging seeds removes; NaN without two seeds);
+    ``interaction_sd``: sd over queries of the row × query interaction (how the two methods'
+    per-query values differ beyond seed noise; the query term of the policy's variance);
+    ``sd_diff``: sd over queries of the per-query differences of two single-seed runs."""
+
+    seed_sd: float
+    seed_df: int
+    noise_sd: float
+    interaction_sd: float
+    sd_diff: float
     n_queries: int
     n_seeds: tuple[int, int]
 
@@ -151,6 +200,116 @@ def paired_test(a, b, confidence: float = 0.95, n_resamples: int = N_RESAMPLES, 
     res = st.permutation_test((d,), np.mean, permutation_type="samples", vectorized=True, n_resamples=n_resamples,
                               batch=BATCH, alternative="two-sided", rng=np.random.default_rng(seed))
     return PairedResult(ci.mean, ci.low, ci.high, float(min(1.0, res.pvalue)), int(d.size))
+
+
+# --------------------------------------------------------------------------- the significance policy
+
+def _aligned(a, b) -> tuple[np.ndarray, np.ndarray, int]:
+    """Two rows' qid × seed matrices on their common, complete queries: (A, B, n dropped).
+
+    The qid sets must be equal (``ValueError`` otherwise); a query with NaN in any seed of either
+    row is dropped."""
+    a, b = _as_matrix(a, "a"), _as_matrix(b, "b")
+    for name, m in (("a", a), ("b", b)):
+        if m.index.has_duplicates:
+            raise ValueError(f"method_test: {name} has {int(m.index.duplicated().sum())} duplicated qids")
+    only_a, only_b = a.index.difference(b.index), b.index.difference(a.index)
+    if len(only_a) or len(only_b):
+        raise ValueError(f"method_test: the two rows were scored on different queries: {len(only_a)} qids "
+                         f"only in a, {len(only_b)} only in b (e.g. {list(only_a[:3]) + list(only_b[:3])})")
+    x, y = a.to_numpy(float), b.reindex(a.index).to_numpy(float)
+    keep = ~(np.isnan(x).any(axis=1) | np.isnan(y).any(axis=1))
+    return x[keep], y[keep], int((~keep).sum())
+
+
+def residual_variance(matrix) -> float:
+    """Seed × query residual variance of a qid × seed matrix (two-way additive fit, ddof
+    (Q − 1)(S − 1)): the per-query noise that averaging over seeds divides by S. NaN for one seed."""
+    y = np.asarray(matrix, dtype=float)
+    q, s = y.shape
+    if s < 2 or q < 2:
+        return float("nan")
+    r = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
+    return float((r ** 2).sum() / ((q - 1) * (s - 1)))
+
+
+def _satterthwaite(parts: list[tuple[float, float]]) -> float:
+    """Welch–Satterthwaite degrees of freedom of a sum of independent variance estimates
+    ``[(variance, df), ...]`` (zero-variance parts carry no uncertainty and are skipped)."""
+    total = sum(v for v, _ in parts)
+    denom = sum(v * v / d for v, d in parts if v > 0 and np.isfinite(d))
+    return float(total * total / denom) if denom > 0 else float("inf")
+
+
+def method_test(a, b, calibration_a: SeedVariance | None = None, calibration_b: SeedVariance | None = None,
+                confidence: float = 0.95) -> MethodTest:
+    """Is row ``a`` (one method) different from row ``b`` (another)? The test behind every mark.
+
+    ``a``/``b``: qid × seed DataFrames (``per_query_matrix``; a Series is one seed) scored on the
+    same qids. Model of a per-query value: y[r, s, q] = mean_r + u[r, s] (training seed) + v[q]
+    (query difficulty, shared by the rows, cancels in the pairing) + w[r, q] (method × query) +
+    e[r, s, q] (seed × query noise). The statistic is the difference of the seed-averaged headline
+    metrics; its variance has three estimated parts:
+
+    * per row with S ≥ 2 seeds: var(per-seed headline metrics) / S (df S − 1) — retraining
+      variance, measured; a row with one seed uses ``calibration_*`` (``SeedVariance``: a seed
+      variance measured for this benchmark version and metric; df from that measurement). With
+      one seed and no calibration the training variance is unknown: no test (``seed_variance
+      "unknown"``, NaN p-value and interval) — a fixed-model per-query difference is never
+      presented as a method difference. Two one-seed rows share one calibration: one part.
+    * the query part, var over queries of the per-query differences of the seed averages, minus
+      the seed × query noise already inside the seed parts (``residual_variance`` / S per row;
+      truncated at 0), divided by the number of queries (df Q − 1): the method × query
+      interaction, so the result generalises to other queries of the same kind.
+
+    t = diff / se with Welch–Satterthwaite degrees of freedom; two-sided p from Student's t
+    (``scipy.stats.t``); CI diff ± t_{df} · se. Why not a two-level (seeds within rows × queries)
+    bootstrap: with 2–5 seeds per row a bootstrap over seeds underestimates the seed variance by
+    (S − 1)/S and uses normal-like quantiles where t with few df is needed; in simulation
+    (``docs/measurements/benchmark/policy_simulation.py``) it rejects a true null far more often
+    than 5 % at 3 seeds per row. The t on variance components is calibrated (simulation and
+    ``tests/test_stats.py``); it assumes the per-seed headline metric is near normal (a mean over
+    hundreds of queries) and that seeds of different rows are independent.
+    Identical rows give diff 0, p = 1. Differences within floating-point rounding count as 0.
+    """
+    x, y, _ = _aligned(a, b)
+    n_q = x.shape[0]
+    if n_q < 2:
+        raise ValueError("method_test: fewer than two queries with values in both rows")
+    heads = [x.mean(axis=0), y.mean(axis=0)]
+    diff = float(heads[0].mean() - heads[1].mean())
+    if abs(diff) <= ROUNDING * max(1.0, abs(heads[0].mean())):
+        diff = 0.0
+    parts, noise, shared, kinds = [], 0.0, None, set()
+    for m, h, cal in ((x, heads[0], calibration_a), (y, heads[1], calibration_b)):
+        n_seeds = m.shape[1]
+        if n_seeds >= 2:
+            parts.append((float(np.var(h, ddof=1)) / n_seeds, n_seeds - 1))
+            noise += residual_variance(m) / n_seeds
+            kinds.add("measured")
+        elif cal is not None and np.isfinite(cal.seed_sd):
+            if shared is not None and cal == shared[0]:      # one estimate used twice: one part, its df
+                parts[shared[1]] = (parts[shared[1]][0] + cal.seed_sd ** 2, cal.df)
+            else:
+                shared = (cal, len(parts))
+                parts.append((cal.seed_sd ** 2, cal.df))
+            noise += cal.noise_sd ** 2 if np.isfinite(cal.noise_sd) else 0.0
+            kinds.add("calibrated")
+        else:
+            return MethodTest(diff, float("nan"), float("nan"), float("nan"), float("nan"), float("nan"), n_q,
+                              "unknown")
+    d = x.mean(axis=1) - y.mean(axis=1)
+    interaction = max(0.0, float(np.var(d, ddof=1)) - noise)
+    parts.append((interaction / n_q, n_q - 1))
+    var = sum(v for v, _ in parts)
+    kind = "calibrated" if "calibrated" in kinds else "measured"
+    if var <= 0:
+        p = 1.0 if diff == 0 else 0.0
+        return MethodTest(diff, diff, diff, p, 0.0, float("inf"), n_q, kind)
+    se, df = float(np.sqrt(var)), _satterthwaite(parts)
+    p = float(2 * st.t.sf(abs(diff) / se, df))
+    half = float(st.t.ppf(0.5 + confidence / 2, df)) * se
+    return MethodTest(diff, diff - half, diff + half, min(1.0, p), se, df, n_q, kind)
 
 
 # --------------------------------------------------------------------------- seeds
@@ -237,12 +396,17 @@ def significant(adjusted, alpha: float = 0.05) -> np.ndarray:
 
 def compare_to_reference(table: Mapping[str, pd.DataFrame | pd.Series], reference: str, metric: str,
                          alpha: float = 0.05, confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
-                         seed: int = 0) -> pd.DataFrame:
+                         seed: int = 0, calibration: SeedVariance | None = None) -> pd.DataFrame:
     """Per-row statistics of one metric of one table, each row against the reference row.
 
     ``table``: ``{row name: per-query values}``, each a DataFrame indexed by qid with one
-    column per seed (see ``per_query_matrix``) or a Series (one seed, or already averaged).
-    Every row must be scored on the reference's qids. ``metric`` only labels the output.
+    column per seed (see ``per_query_matrix``) or a Series (one seed). Every row must be scored
+    on the reference's qids. ``metric`` only labels the output. ``calibration``: the calibrated
+    seed variance of this metric on this benchmark version, used for one-seed rows. Without one,
+    a comparison that involves a one-seed row falls back to ``paired_test`` over queries of the
+    seed-averaged values (``seed_variance "not counted"``: these trained models differ on these
+    queries; retraining variance is not in it, so it overstates method differences — see
+    docs/statistics.md, negative control; the cell gets ``QUERY_MARK`` instead of ``*``).
 
     Returns a DataFrame indexed by row name (input order) with columns:
     ``metric``; ``n_seeds``; ``n_queries`` (non-NaN queries of the seed-averaged values);
@@ -250,101 +414,139 @@ def compare_to_reference(table: Mapping[str, pd.DataFrame | pd.Series], referenc
     metrics when nothing is NaN); ``seed_std`` (ddof=1 over per-seed headline metrics, NaN for
     one seed); ``ci_low``/``ci_high`` (``bootstrap_ci`` over queries of the seed-averaged values);
     ``spread`` (what the table cell shows: ``"seed std"`` if n_seeds > 1 else ``"bootstrap"``);
-    ``diff``/``diff_low``/``diff_high``/``p_value`` (``paired_test`` of the seed-averaged per-query
-    values, row − reference; the diff CI is per comparison, not multiplicity-adjusted);
-    ``p_holm`` (Holm over the non-reference rows of this call); ``significant`` (p_holm ≤ alpha).
-    The reference row has diff 0 and NaN p-values, never significant.
+    ``diff``/``diff_low``/``diff_high``/``p_value``/``df``/``seed_variance`` (``method_test``,
+    row − reference, or ``paired_test`` as above; the CI is per comparison, not
+    multiplicity-adjusted); ``p_holm`` (Holm over the tested non-reference rows of this call);
+    ``significant`` (p_holm ≤ alpha). The reference row has diff 0 and NaN p-values, never
+    significant.
     """
     if reference not in table:
         raise ValueError(f"compare_to_reference: reference row {reference!r} not in table {list(table)}")
     matrices = {name: _as_matrix(values, name) for name, values in table.items()}
-    averaged = {name: m.mean(axis=1, skipna=False) for name, m in matrices.items()}  # NaN in any seed → NaN
-    ref = averaged[reference]
+    ref = matrices[reference]
     rows = []
     for name, m in matrices.items():
-        ci = bootstrap_ci(averaged[name], confidence, n_resamples, seed)
+        averaged = m.mean(axis=1, skipna=False)   # NaN in any seed → NaN
+        ci = bootstrap_ci(averaged, confidence, n_resamples, seed)
         _, seed_std, _ = seed_summary(m)
         row = dict(row=name, metric=metric, n_seeds=m.shape[1], n_queries=ci.n, mean=ci.mean, seed_std=seed_std,
                    ci_low=ci.low, ci_high=ci.high, spread="seed std" if m.shape[1] > 1 else "bootstrap")
         if name == reference:
-            row.update(diff=0.0, diff_low=0.0, diff_high=0.0, p_value=np.nan)
+            row.update(diff=0.0, diff_low=0.0, diff_high=0.0, p_value=np.nan, df=np.nan, seed_variance="")
         else:
             try:
-                res = paired_test(averaged[name], ref, confidence, n_resamples, seed)
+                res = method_test(m, ref, calibration, calibration, confidence)
+                if res.seed_variance == "unknown":   # one seed, no calibration: these models, these queries
+                    q = paired_test(averaged, ref.mean(axis=1, skipna=False), confidence, n_resamples, seed)
+                    res = res._replace(diff=q.diff, low=q.low, high=q.high, p_value=q.p_value,
+                                       seed_variance=NOT_COUNTED)
             except ValueError as e:
                 raise ValueError(f"row {name!r} vs reference {reference!r}: {e}") from None
-            row.update(diff=res.diff, diff_low=res.low, diff_high=res.high, p_value=res.p_value)
+            row.update(diff=res.diff, diff_low=res.low, diff_high=res.high, p_value=res.p_value, df=res.df,
+                       seed_variance=res.seed_variance)
         rows.append(row)
     out = pd.DataFrame(rows).set_index("row")
-    out["p_holm"] = holm(out["p_value"].to_numpy())
+    out["p_holm"] = holm(out["p_value"].to_numpy(dtype=float))
     out["significant"] = significant(out["p_holm"].to_numpy(), alpha)
     return out
 
 
-def cell_text(row: Mapping, digits: int = 1, mark: str = "*") -> str:
+def cell_text(row: Mapping, digits: int = 1, mark: str = "*", query_mark: str = QUERY_MARK) -> str:
     """A table cell from one row of ``compare_to_reference``: ``"41.3 ± 0.6"`` (several seeds) or
-    ``"41.3 [39.8, 42.9]"`` (one seed: bootstrap interval), with ``mark`` appended if significant."""
+    ``"41.3 [39.8, 42.9]"`` (one seed: bootstrap interval), with ``mark`` appended if significant
+    under the seed-aware policy, or ``query_mark`` if significant only as a fixed-model per-query
+    difference (``seed_variance == "not counted"``)."""
     f = f"{{:.{digits}f}}"
     if row["spread"] == "seed std":
         text = f"{f.format(row['mean'])} ± {f.format(row['seed_std'])}"
     else:
         text = f"{f.format(row['mean'])} [{f.format(row['ci_low'])}, {f.format(row['ci_high'])}]"
-    return text + (mark if row["significant"] else "")
+    if not row["significant"]:
+        return text
+    return text + (query_mark if row.get("seed_variance") == NOT_COUNTED else mark)
 
 
 # --------------------------------------------------------------------------- power
 
-def minimum_detectable_effect(sd_diff: float, n_queries: int, n_seeds: int = 1, seed_sd: float = 0.0,
-                              alpha: float = 0.05, power: float = 0.8) -> float:
-    """Smallest true mean difference a two-sided paired test at level ``alpha`` detects with
-    probability ``power`` (normal approximation):
+def _power(effect: float, se: float, df: float, alpha: float) -> float:
+    """Power of the two-sided t-test at level ``alpha`` for a true difference ``effect``
+    (noncentral t; normal when df is infinite)."""
+    if not np.isfinite(df):
+        z = st.norm.ppf(1 - alpha / 2)
+        return float(st.norm.sf(z - effect / se) + st.norm.cdf(-z - effect / se))
+    crit = st.t.ppf(1 - alpha / 2, df)
+    nc = effect / se
+    value = st.nct.sf(crit, df, nc) + st.nct.cdf(-crit, df, nc)
+    return float(value) if np.isfinite(value) else 1.0   # scipy's nct gives NaN far in the tail
 
-        MDE = (z_{1−α/2} + z_{power}) · sqrt(sd_diff² / n_queries + 2 · seed_sd² / n_seeds)
 
-    ``sd_diff``: sd over queries of the per-query differences of two single-seed runs;
-    ``seed_sd``: seed-to-seed sd of one row's headline metric; ``n_seeds``: seeds per row.
-    Assumptions: the mean difference is approximately normal (many queries); query sampling
-    and seed sampling are independent; both rows have the same seed variance and ``n_seeds``
-    seeds each — the seed variance of each row's headline metric enters the difference once per
-    row, hence the 2·. The query term does not shrink with seeds (every seed is scored on the
-    same queries). ``seed_sd = 0`` treats the trained models as fixed — the question the
-    per-query permutation test answers. Holm makes the effective α smaller (α/m at worst).
+def minimum_detectable_effect(seed_sd: float, n_seeds: int = 1, interaction_sd: float = 0.0, n_queries: int = 1,
+                              alpha: float = 0.05, power: float = 0.8, calibrated_df: float | None = None) -> float:
+    """Smallest true difference between two rows that ``method_test`` finds at level ``alpha``
+    with probability ``power``, both rows with ``n_seeds`` seeds and seed sd ``seed_sd``.
+
+    Variance of the difference: 2 · seed_sd² / n_seeds + interaction_sd² / n_queries, with
+    Welch–Satterthwaite df (n_seeds − 1 per row, n_queries − 1 for the query part). With one seed
+    per row the seed variance comes from a calibration (``calibrated_df`` degrees of freedom,
+    one estimate for both rows); without one there is no test (``ValueError``). The MDE solves
+    power(effect) = ``power`` on the noncentral t (``scipy.stats.nct``, ``scipy.optimize.brentq``).
+    ``seed_sd = 0`` with infinite df gives the fixed-model (per-query) MDE, ≈ 2.80 · se for
+    α = 0.05, power 0.8. Holm makes the effective α smaller (α/m at worst for the smallest p).
     """
+    from scipy.optimize import brentq
     if n_queries < 1 or n_seeds < 1:
         raise ValueError("minimum_detectable_effect: n_queries and n_seeds must be ≥ 1")
     if not (0 < alpha < 1 and 0 < power < 1):
         raise ValueError("minimum_detectable_effect: alpha and power must lie in (0, 1)")
-    z = st.norm.ppf(1 - alpha / 2) + st.norm.ppf(power)
-    return float(z * np.sqrt(sd_diff ** 2 / n_queries + 2 * seed_sd ** 2 / n_seeds))
+    query = (interaction_sd ** 2 / n_queries, max(n_queries - 1, 1))
+    if n_seeds >= 2:
+        parts = [(seed_sd ** 2 / n_seeds, n_seeds - 1)] * 2 + [query]
+    elif calibrated_df is not None:
+        parts = [(2 * seed_sd ** 2, calibrated_df), query]
+    else:
+        raise ValueError("minimum_detectable_effect: one seed per row needs a calibrated seed variance "
+                         "(calibrated_df): without one the policy does not test")
+    var = sum(v for v, _ in parts)
+    if var <= 0:
+        return 0.0
+    se, df = float(np.sqrt(var)), _satterthwaite(parts)
+    high = se
+    while _power(high, se, df, alpha) < power:
+        high *= 2
+    return float(brentq(lambda e: _power(e, se, df, alpha) - power, 0.0, high, xtol=1e-10 * se))
 
 
 def estimate_variance_components(per_query_by_seed_a, per_query_by_seed_b) -> VarianceComponents:
-    """Estimate ``sd_diff`` and ``seed_sd`` of ``minimum_detectable_effect`` from two rows' runs.
+    """Estimate the policy's variance components from two rows' runs (qid × seed DataFrames, a
+    Series = one seed, scored on the same qids; queries NaN in any seed of either row dropped).
 
-    Inputs: DataFrames indexed by qid with one column per seed (a Series = one seed), scored on
-    the same qids. ``sd_diff``: root mean over all (seed of a, seed of b) pairs of the variance
-    (ddof=1) over queries of a − b (queries NaN in either dropped). ``seed_sd``: pooled sd
-    (ddof=1, weighted by degrees of freedom) of the per-seed headline metrics of both rows;
-    NaN when neither row has two seeds. Few seeds give a rough ``seed_sd`` (3 seeds: 2 dof).
+    ``seed_sd``: pooled sd (ddof=1, weighted by degrees of freedom) of the per-seed headline
+    metrics of both rows (NaN when neither row has two seeds; 3 seeds per row: 4 dof, rough).
+    ``noise_sd``: pooled ``residual_variance`` of both rows, square-rooted. ``interaction_sd``:
+    var over queries of the seed-averaged differences minus the seed noise in them (≥ 0).
+    ``sd_diff``: root mean over all (seed of a, seed of b) pairs of the variance over queries of
+    a − b (the spread the fixed-model per-query test sees).
     """
-    a, b = _as_matrix(per_query_by_seed_a, "a"), _as_matrix(per_query_by_seed_b, "b")
-    variances = []
-    for ca in a.columns:
-        for cb in b.columns:
-            x, y = _paired_arrays(a[ca], b[cb])
-            keep = ~(np.isnan(x) | np.isnan(y))
-            if keep.sum() < 2:
-                raise ValueError("estimate_variance_components: fewer than two queries with values in both rows")
-            variances.append(np.var(x[keep] - y[keep], ddof=1))
-    dof, ss = 0, 0.0
-    for m in (a, b):
-        heads = _clean(m.mean(axis=0, skipna=True))
-        if heads.size > 1:
-            dof += heads.size - 1
-            ss += np.var(heads, ddof=1) * (heads.size - 1)
+    x, y, _ = _aligned(per_query_by_seed_a, per_query_by_seed_b)
+    if x.shape[0] < 2:
+        raise ValueError("estimate_variance_components: fewer than two queries with values in both rows")
+    sd_diff = float(np.sqrt(np.mean([np.var(x[:, i] - y[:, j], ddof=1)
+                                     for i in range(x.shape[1]) for j in range(y.shape[1])])))
+    dof, ss, noise_dof, noise_ss = 0, 0.0, 0, 0.0
+    for m in (x, y):
+        s = m.shape[1]
+        if s > 1:
+            dof += s - 1
+            ss += np.var(m.mean(axis=0), ddof=1) * (s - 1)
+            noise_dof += s - 1
+            noise_ss += residual_variance(m) * (s - 1)
     seed_sd = float(np.sqrt(ss / dof)) if dof else float("nan")
-    n_queries = int(((~a.isna().any(axis=1)) & (~b.reindex(a.index).isna().any(axis=1))).sum())
-    return VarianceComponents(float(np.sqrt(np.mean(variances))), seed_sd, n_queries, (a.shape[1], b.shape[1]))
+    noise = noise_ss / noise_dof if noise_dof else float("nan")
+    d = x.mean(axis=1) - y.mean(axis=1)
+    seed_noise = (noise / x.shape[1] + noise / y.shape[1]) if noise_dof else 0.0
+    interaction = max(0.0, float(np.var(d, ddof=1)) - seed_noise)
+    return VarianceComponents(seed_sd, dof, float(np.sqrt(noise)), float(np.sqrt(interaction)), sd_diff,
+                              int(x.shape[0]), (x.shape[1], y.shape[1]))
 
 
 # --------------------------------------------------------------------------- pooling runs

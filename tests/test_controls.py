@@ -2,18 +2,19 @@
 
 Positive control: a head that sees one mean frame for the whole video must come out
 significantly worse than w/o Tuning (paired permutation test of ``reports.stats`` on per-query MR
-AP). The shuffled-query control is not tested here: at this reduced scale w/o Tuning barely
-uses its query, and the sign of that control's effect flips with the number of epochs (at the
-default size it is −2.0 MR mAP, significant). Negative
-control: w/o Tuning under seeds {0, 1} against w/o Tuning under seeds {2, 3}, compared as if
-they were two methods, must not come out significant with a test that counts retraining
-variance (Welch's t on the per-seed MR mAP). The per-query test alone is not such a test: at
-the default size it calls two seeds of one method "different" in 12 of 20 pairs.
+AP of the two trained models). Negative control: w/o Tuning under seeds {0, 1} against w/o
+Tuning under seeds {2, 3}, compared as if they were two methods with the table's significance
+policy (``reports.stats.method_test``: seed and query variance), must not come out significant.
+
+The reduced benchmark needs a tiny CLIP pretrained for 200 steps: with 40 steps (and with
+30-s videos, where a position prior alone scores well) w/o Tuning learnt nothing beyond the
+prior and tied with the mean-frame control (measured: 19.1 vs 18.6 and 36.4 vs 37.7 MR mAP).
 """
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import stats as st
@@ -22,13 +23,13 @@ import bench.run
 from bench.metrics.qvhighlights import MAX_PRED_WINDOWS, _mr_ap
 from bench.run import RunContext, RunSpec, execute
 from datasets.registry import synthetic_dataset
-from reports.stats import paired_test
+from reports.stats import method_test, paired_test
 from datasets import vtg
 from datasets.synthetic import tiny_clip
 from methods.registry import build_model, get_method
 from methods.backbone import Backbone
 
-SIZES = dict(n_train=24, n_val=60, n_test=0, duration=30)
+SIZES = dict(n_train=48, n_val=40, n_test=0, duration=60)
 TRAIN = dict(epochs=10, batch_size=8, warmup_iters=5, lr_drop_epoch=None)
 
 
@@ -50,7 +51,7 @@ def runs(tmp_path_factory):
             mp.setenv("R2BENCH_CACHE", str(root))
             mp.setattr(bench.run, "paper_memory", lambda *a: (0.0, "skipped"))   # not what this tests
             spec = synthetic_dataset(progress=False, size="small", **SIZES)
-            model, _ = tiny_clip.train(seed=0, steps=40, batch_size=32, n_heldout=16, progress=False)
+            model, _ = tiny_clip.train(seed=0, steps=200, batch_size=32, n_heldout=16, progress=False)
             weights = tiny_clip.save(model, root / "tiny.safetensors", {})
             samples = spec.samples("val")
             out = {}
@@ -66,15 +67,17 @@ def runs(tmp_path_factory):
 
 def test_positive_control_is_significantly_worse(runs):
     res = paired_test(runs["mean_frame"], runs["frozen_s0"], n_resamples=2000)
-    assert res.n >= 100
+    assert res.n >= 90                                                  # 40 val videos, ~2.5 queries each
     assert res.diff < 0 and res.high < 0 and res.p_value < 0.05, res
 
 
 def test_negative_control_is_not_significant(runs):
-    a = [runs[f"frozen_s{k}"].mean() for k in (0, 1)]
-    b = [runs[f"frozen_s{k}"].mean() for k in (2, 3)]
-    assert len(set(a + b)) == 4                                          # four different trained models
-    assert st.ttest_ind(a, b, equal_var=False).pvalue > 0.05, (a, b)
+    a = pd.DataFrame({k: runs[f"frozen_s{k}"] for k in (0, 1)})
+    b = pd.DataFrame({k: runs[f"frozen_s{k}"] for k in (2, 3)})
+    heads = list(a.mean()) + list(b.mean())
+    assert len(set(heads)) == 4                                          # four different trained models
+    res = method_test(a, b)
+    assert res.seed_variance == "measured" and res.p_value > 0.05, (heads, res)
 
 
 def test_controls_destroy_their_input():

@@ -71,6 +71,7 @@ def test_run_record_has_the_measurements(r2_run):
     assert r2_run["memory_source"] == "estimate" and 5 < r2_run["memory_gib"] < 15
     assert r2_run["train_videos_per_s"] > 0 and r2_run["infer_videos_per_s"] > 0 and r2_run["wall_s"] > 0
     assert r2_run["weights"].startswith("tiny.safetensors#")
+    assert r2_run["benchmark_version"].startswith("synthetic-g") and r2_run["benchmark_version"].endswith("-default")
     per_query = pd.read_csv(r2_run["per_query"], index_col="qid")       # one row per val query, brief columns
     assert list(per_query.columns) == list(r2_run["metrics"]) and len(per_query) == r2_run["n_eval"]
     assert per_query["MR-full-mAP"].mean() == pytest.approx(r2_run["metrics"]["MR-full-mAP"], abs=0.006)
@@ -151,6 +152,7 @@ def test_an_interrupted_suite_resumes_without_redoing_finished_runs(tmp_path, mo
 @pytest.mark.parametrize("argv, message", [
     (["--weights", "openai"], "hub tag"),
     (["--dataset", "qvhighlights"], "needs --video-dir"),
+    (["--dataset", "qvhighlights", "--size", "small"], "dataset 'qvhighlights' has no sizes"),
 ])
 def test_bad_command_lines_stop_before_any_run(tmp_path, caplog, argv, message):
     assert run_all.main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
@@ -172,3 +174,48 @@ def test_a_corrupt_cached_feature_is_rebuilt_when_read(env, r2_run):
     assert cache.stats.rebuilt == 1
     torch.testing.assert_close(video["block"], good)
     assert cache.get(vid) is not None                                         # and stored again, whole
+
+
+def _suite_lines(r2_run):
+    """The suite's val predictions of the run, grouped by video (several queries each)."""
+    by_vid = {}
+    for line in Path(r2_run["predictions"]).read_text().splitlines():
+        obj = json.loads(line)
+        by_vid.setdefault(obj["vid"], []).append(obj)
+    return by_vid
+
+
+def test_predictor_returns_the_suites_windows(env, r2_run, monkeypatch):
+    """The Predictor (video encoded once, every query from it) answers as the suite's evaluation
+    of the same checkpoint did, for every query of two videos."""
+    from bench.predict import Predictor
+    predictor = Predictor.from_run(Path(r2_run["predictions"]).parent)
+    by_vid = _suite_lines(r2_run)
+    vids = [v for v in by_vid if len(by_vid[v]) > 1][:2]
+    assert vids, "the benchmark should have videos with several queries"
+    for vid in vids:
+        predictor.encode_video(env["spec"].video_path(vid))
+        with monkeypatch.context() as m:       # answering queries must not run the image tower again
+            m.setattr(predictor.backbone, "video_tokens", lambda *a, **k: pytest.fail("video encoded twice"))
+            answers = predictor.predict([line["query"] for line in by_vid[vid]])
+        for ours, suite in zip(answers, by_vid[vid], strict=True):
+            assert ours["query"] == suite["query"] and ours["vid"] == vid
+            assert len(ours["pred_relevant_windows"]) == len(suite["pred_relevant_windows"])
+            assert torch.allclose(torch.tensor(ours["pred_relevant_windows"]),
+                                  torch.tensor(suite["pred_relevant_windows"]), atol=2e-4)
+            assert torch.allclose(torch.tensor(ours["pred_saliency_scores"]),
+                                  torch.tensor(suite["pred_saliency_scores"]), atol=2e-4)
+
+
+def test_predict_command_prints_the_top_windows(env, r2_run, capsys):
+    from bench import predict
+    vid, lines = next(iter(_suite_lines(r2_run).items()))
+    rc = predict.main([str(Path(r2_run["predictions"]).parent), str(env["spec"].video_path(vid)),
+                       "-q", lines[0]["query"], "--top", "2", "--device", "cpu"])
+    assert rc == 0
+    out = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert len(out) == 1 and len(out[0]["pred_relevant_windows"]) == 2
+    assert torch.allclose(torch.tensor(out[0]["pred_relevant_windows"]),
+                          torch.tensor(lines[0]["pred_relevant_windows"][:2]), atol=2e-4)
+    assert predict.main([str(env["root"]), "x.mp4", "-q", "a"]) == 2          # not a run folder
+    assert "model card" in capsys.readouterr().err

@@ -23,7 +23,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_registered_datasets_and_unknown_name():
     assert set(DATASETS) == {"qvhighlights", "charades_sta", "tacos", "ego4d_nlq", "youtube_highlights", "tvsum",
-                             "synthetic"}
+                             "synthetic", "synthetic_mr", "synthetic_hd_binary", "synthetic_hd_graded"}
     with pytest.raises(KeyError, match="unknown dataset 'qvh'; known: charades_sta, ego4d_nlq, qvhighlights"):
         get_dataset("qvh")
 

@@ -55,7 +55,7 @@ def test_report_names_every_suite_with_its_provenance(out):
                   "## Suite table9 — paper scale (params and memory only) (table9_paper_scale)"):
         assert title in text
     assert text.index("Suite table9 (table9)") < text.index("Suite fig7")          # paper order
-    for needle in ("| commit / code version | abc123+def |", "| weights (file#digest) | tiny.safetensors#00aa |",
+    for needle in ("| code version | abc123+def |", "| weights (file#digest) | tiny.safetensors#00aa |",
                    "| dataset (version) | toy (v1) |", "| seeds | 0 |", "estimate (estimated on fake tensors, 2 runs)",
                    "cuda (measured on CUDA, 1 runs)", "| runs | 1 failed, 2 ok |", "torch 2.x", "| device | cpu |"):
         assert needle in text, needle

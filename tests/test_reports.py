@@ -84,11 +84,12 @@ def test_one_seed_cells_show_a_bootstrap_interval_and_marks_only_real_difference
     base = np.mean(vectors(N)["MR-full-mAP"])
     assert r2["MR mAP ours"] == pytest.approx(base + 8.0)
     assert r2["MR mAP ours low"] < r2["MR mAP ours"] < r2["MR mAP ours high"]
-    assert r2["MR mAP ours text"] == f"{base + 8:.2f} [{r2['MR mAP ours low']:.2f}, {r2['MR mAP ours high']:.2f}]*"
+    assert r2["MR mAP ours text"] == f"{base + 8:.2f} [{r2['MR mAP ours low']:.2f}, {r2['MR mAP ours high']:.2f}]†"
     assert bool(r2["MR mAP ours significant"]) and r2["MR mAP ours p_holm"] < 0.05
+    assert r2["MR mAP ours seed variance"] == "not counted"    # one seed: a per-query mark, not a method mark
     # identical per-query values to the reference: no mark, p = 1
     assert not bool(full["MR mAP ours significant"]) and full["MR mAP ours p_holm"] == 1.0
-    assert not full["MR mAP ours text"].endswith("*")
+    assert not full["MR mAP ours text"].endswith(("*", "†"))
     # the reference row itself is never marked
     assert not bool(frozen["MR mAP ours significant"]) and "reference row" in frozen["note"]
 
@@ -106,6 +107,20 @@ def test_several_seeds_show_mean_pm_std(tmp_path):
     assert cell.mean == pytest.approx(np.mean(heads)) and cell.std == pytest.approx(np.std(heads, ddof=1))
     assert cell.text.startswith(f"{np.mean(heads):.2f} ± {np.std(heads, ddof=1):.2f}")
     assert "seeds 0,1,2" in row.note
+
+
+def test_with_several_seeds_on_both_rows_the_mark_is_a_method_mark(tmp_path):
+    s = SuiteDir(tmp_path / "t9", "table9")
+    for seed in (0, 1, 2):
+        s.add("w/o Tuning", "frozen", seed=seed, values=vectors(N, shift=0.1 * seed), category="frozen")
+        s.add("R2-Tuning", "r2_tuning", seed=seed, values=vectors(N, shift=8.0 + 0.1 * seed))
+        s.add("Full-Tuning", "full", seed=seed, values=vectors(N, shift=[0.3, -0.5, 0.4][seed]), category="full")
+    table = table9.build(rec.load_records(s.root))
+    cells = {r.name: r.cells[(0, "MR mAP")] for r in table.rows}
+    assert cells["R2-Tuning"].significant and cells["R2-Tuning"].seed_variance == "measured"
+    assert cells["R2-Tuning"].text.endswith("*")
+    # a seed spread as large as its difference: not a method difference
+    assert not cells["Full-Tuning"].significant and not cells["Full-Tuning"].text.endswith(("*", "†"))
 
 
 def test_without_per_query_values_a_cell_has_no_interval_and_says_so(tmp_path):

@@ -65,3 +65,20 @@ def test_a_run_is_done_only_for_the_same_code_version(tmp_path):
     ledger = Ledger(tmp_path)
     ledger.append(dict(run_id="r", status="ok", code_version="v1"))
     assert ledger.done("r", "v1") and not ledger.done("r", "v2") and ledger.done("r")
+
+
+def test_code_version_follows_the_code_not_the_commit_or_the_docs(tmp_path, monkeypatch):
+    from bench import provenance
+    for pkg in provenance.CODE_PACKAGES:
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "m.py").write_text("x = 1\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.md").write_text("a")
+    monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
+    version = provenance.code_version.__wrapped__        # uncached: the module caches it per process
+    first = version()
+    assert first.startswith("code-")
+    (tmp_path / "docs" / "notes.md").write_text("b")           # a docs-only change keeps every finished run
+    assert version() == first
+    (tmp_path / provenance.CODE_PACKAGES[0] / "m.py").write_text("x = 2\n")
+    assert version() != first

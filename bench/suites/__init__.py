@@ -3,7 +3,9 @@ tables and figures (``reports.render.render`` reads the suite's ledger).
 
 * ``table9`` (``transfer.py``): the transfer methods of the paper's Table 9;
 * ``table5``, ``table6``, ``table10``, ``table11``, ``table12``, ``fig7`` (``ablations.py``):
-  the paper's ablations of R²-Tuning.
+  the paper's ablations of R²-Tuning;
+* ``table1`` … ``table4`` (``datasets.py``): R²-Tuning on each benchmark (real data when given,
+  else a synthetic stand-in of the same task).
 
 ``SUITES`` is the registry ``run_all.py`` reads; ``ALL`` names every suite in the order
 ``run_all.py --suite all`` runs them.
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 from bench.suites.ablations import ABLATIONS
 from bench.suites.base import Suite
+from bench.suites.datasets import DATASET_SUITES, DatasetSuite
 from bench.suites.transfer import TABLE9
 
-SUITES: dict[str, Suite] = {s.name: s for s in (TABLE9, *ABLATIONS)}
+SUITES: dict[str, Suite] = {s.name: s for s in (TABLE9, *ABLATIONS, *DATASET_SUITES)}
 ALL = "all"
 
 
@@ -24,4 +27,4 @@ def get_suite(name: str) -> Suite:
     return SUITES[name]
 
 
-__all__ = ["ALL", "SUITES", "Suite", "get_suite"]
+__all__ = ["ALL", "SUITES", "DatasetSuite", "Suite", "get_suite"]

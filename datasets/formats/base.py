@@ -27,7 +27,9 @@ class Sample:
     ``saliency[i]`` holds one score per annotator (any number of annotators, floats allowed)
     for clip ``clip_ids[i]``; clip ``c`` covers ``[c·clip_seconds, (c+1)·clip_seconds)``.
     ``num_clips`` is the number of labelled clips the video is divided into (what a
-    prediction's ``pred_saliency_scores`` is scored against).
+    prediction's ``pred_saliency_scores`` is scored against). ``saliency_target[i]`` is clip
+    ``clip_ids[i]``'s training target in [0, 1], as the public R²-Tuning code builds it from the
+    labels (empty when there are no saliency labels: targets then come from the windows).
     """
 
     qid: int | str
@@ -40,6 +42,7 @@ class Sample:
     clip_seconds: float                             # length of a labelled clip
     num_clips: int                                  # clips in the video
     domain: str | None = None                       # YouTube Highlights / TVSum category
+    saliency_target: tuple[float, ...] = ()         # per clip id: training target in [0, 1]
     source: str                                     # "path:line" for error messages
     raw: dict = field(compare=False, repr=False)    # the original JSON object
 

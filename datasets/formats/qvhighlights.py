@@ -75,6 +75,7 @@ def read_jsonl(path: str | PathLike, *, require_labels: bool = True, clip_second
             clip_ids, saliency = _parse_clips(ln, duration)
         samples.append(Sample(qid=qid, vid=vid, query=query, duration=duration, windows=windows,
                               clip_ids=clip_ids, saliency=saliency, clip_seconds=CLIP_SECONDS,
+                              saliency_target=tuple(sum(row) / (len(row) * MAX_SALIENCY) for row in saliency),
                               num_clips=int(duration / CLIP_SECONDS), source=f"{path}:{line_no}", raw=obj))
     clamps.warn(path, CLIP_SECONDS)
     return require_samples(path, samples)

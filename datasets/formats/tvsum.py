@@ -65,5 +65,8 @@ def read_tvsum(path: str | PathLike, *, clip_seconds: float | None = CLIP_SECOND
                                           f"({len(labels)}), found {n}")
         samples.append(Sample(qid=qid, vid=vid, query=query, duration=n * clip, windows=(),
                               clip_ids=tuple(range(len(labels))), saliency=labels, clip_seconds=clip,
+                              # the public code: (sum of the 20 scores − 20) / 80, i.e. (mean − 1) / 4
+                              saliency_target=tuple((sum(r) / len(r) - MIN_SCORE) / (MAX_SCORE - MIN_SCORE)
+                                                    for r in labels),
                               num_clips=n, domain=domain, source=f"{path}:{line_no}", raw=obj))
     return require_samples(path, samples)

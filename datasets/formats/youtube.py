@@ -56,13 +56,16 @@ def read_youtube(path: str | PathLike, *, clip_seconds: float | None = None, req
         duration = ln.duration()
         domain = ln.domain(domains)
         labels: tuple[int, ...] = ()
+        target: tuple[float, ...] = ()
         if require_labels or ln.present("label"):
             labels = _parse_labels(ln)
+            # the public code trains on (match + 1) / 2: 0, 0.5 (match 0) or 1; from label without match
+            target = tuple((m + 1) / 2 for m in obj["match"]) if ln.present("match") else tuple(map(float, labels))
         n = len(labels) if labels else None
         if n is None:   # unlabelled: one clip per clip_seconds (or the release's 50-frame step at 30 fps)
             n = max(1, round(duration / (clip_seconds or 50 / 30)))
         samples.append(Sample(qid=qid, vid=vid, query=query, duration=duration, windows=(),
                               clip_ids=tuple(range(len(labels))), saliency=tuple((float(y),) for y in labels),
-                              clip_seconds=duration / n, num_clips=n, domain=domain,
+                              clip_seconds=duration / n, num_clips=n, domain=domain, saliency_target=target,
                               source=f"{path}:{line_no}", raw=obj))
     return require_samples(path, samples)

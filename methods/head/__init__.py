@@ -14,14 +14,14 @@ checks the ``official`` protocol against the golden fixtures made with the publi
 from methods.head.block import R2Block, TemporalLayer, UniformDropout, mapper, sinusoid_positions
 from methods.head.config import (ATTENTION_ORDERS, FROM_PROTOCOL, LAYER_MODES, NMS_KINDS, PROTOCOL_FIELDS, PROTOCOLS,
                                  HeadConfig)
-from methods.head.decode import (decode, decode_sample, greedy_nms, hard_nms, linear_soft_nms, merged_saliency,
-                                 window_iou)
+from methods.head.decode import (cls_saliency, decode, decode_sample, greedy_nms, hard_nms, linear_soft_nms,
+                                 merged_saliency, output_saliency, window_iou)
 from methods.head.grounding import GroundingHead, HeadOutput
 from methods.head.losses import (assign_targets, head_losses, info_nce, regression_range, sampled_nce,
                                  saliency_contrastive, widen_windows)
 
 __all__ = ["ATTENTION_ORDERS", "FROM_PROTOCOL", "LAYER_MODES", "NMS_KINDS", "PROTOCOLS", "PROTOCOL_FIELDS",
            "GroundingHead", "HeadConfig", "HeadOutput", "R2Block", "TemporalLayer", "UniformDropout",
-           "assign_targets", "decode", "decode_sample", "greedy_nms", "hard_nms", "head_losses", "info_nce",
+           "assign_targets", "cls_saliency", "decode", "decode_sample", "greedy_nms", "hard_nms", "head_losses", "info_nce",
            "linear_soft_nms", "mapper", "merged_saliency", "regression_range", "sampled_nce", "saliency_contrastive",
-           "sinusoid_positions", "widen_windows", "window_iou"]
+           "sinusoid_positions", "output_saliency", "widen_windows", "window_iou"]

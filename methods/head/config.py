@@ -18,6 +18,9 @@ ATTENTION_ORDERS = ("cross_self", "self_cross")
 NMS_KINDS = ("hard", "linear", "none")
 SALIENCY_LOSSES = ("sampled_nce", "within_video")
 CALIBRATION_CLIPS = ("sampled", "mean")
+CLS_LOSSES = ("focal", "bce")
+SALIENCY_DIRECTIONS = ("row", "col")
+POSITIVE_CLIPS = ("nonzero", "above_half", "above_median")
 
 
 class _FromProtocol:
@@ -117,6 +120,12 @@ class HeadConfig:
     nms: str = "hard"
     nms_threshold: float = 0.7
     window_unit: float | None = None  # rounding unit in seconds (dataset preset); None: no rounding
+    # task switches (dataset preset; the public highlight-detection configs, docs/protocols.md)
+    regression: bool = True          # False: no regression head; cls trained on per-clip saliency; no windows
+    cls_loss: str = "focal"          # "focal" | "bce" (nncore DynamicBCELoss)
+    saliency_directions: tuple[str, ...] = ("row", "col")   # SampledNCELoss terms
+    merge_cls_saliency: bool = True  # with saliency_times_cls: cls saliency × cosine (False: cls alone)
+    positive_clips: str = "nonzero"  # the saliency loss's positive clips: target > 0 | > 0.5 | > median
     # protocol fields (PROTOCOLS)
     focal_alpha: float | None = FROM_PROTOCOL
     relu_h: bool = FROM_PROTOCOL
@@ -141,7 +150,8 @@ class HeadConfig:
                 setattr(self, name, value)
         for name, allowed in (("layer_mode", LAYER_MODES), ("attention_order", ATTENTION_ORDERS),
                               ("nms", NMS_KINDS), ("saliency_loss", SALIENCY_LOSSES),
-                              ("calibration_clip", CALIBRATION_CLIPS)):
+                              ("calibration_clip", CALIBRATION_CLIPS), ("cls_loss", CLS_LOSSES),
+                              ("positive_clips", POSITIVE_CLIPS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.k < 1 or self.temporal_layers < 1:
@@ -151,6 +161,14 @@ class HeadConfig:
         if self.window_unit is not None and not self.window_unit > 0:
             raise ValueError(f"window_unit must be > 0 seconds or None, got {self.window_unit!r}")
         self.strides = tuple(self.strides)
+        self.saliency_directions = tuple(self.saliency_directions)
+        if not self.saliency_directions or not set(self.saliency_directions) <= set(SALIENCY_DIRECTIONS) \
+                or len(set(self.saliency_directions)) != len(self.saliency_directions):
+            raise ValueError(f"saliency_directions must be a non-empty subset of {SALIENCY_DIRECTIONS}, "
+                             f"got {self.saliency_directions!r}")
+        if not self.regression and self.strides != (1,):
+            raise ValueError("regression=False trains classification on per-clip saliency targets, which exist at "
+                             f"stride 1 only: set strides=(1,) (got {self.strides})")
 
     @property
     def steps(self) -> int:

@@ -77,11 +77,11 @@ def linear_soft_nms(windows: Tensor, scores: Tensor, threshold: float | None = N
     return greedy_nms(windows, scores, "linear", threshold or 0.0, thresholded=threshold is not None)
 
 
-def merged_saliency(out: HeadOutput) -> Tensor:
-    """The public code's test-time saliency on grounding datasets: per clip, the maximum over
-    levels of sigmoid(cls), where level j's T_ij = floor(T_i / s_j) scores are each repeated
-    int(T_i / T_ij) times and padded with the last one to T_i, times the cosine saliency.
-    Vectorised over the batch with per-sample lengths T_i (a gather per level)."""
+def cls_saliency(out: HeadOutput) -> Tensor:
+    """The public code's per-clip score from the classification head: per clip, the maximum
+    over levels of sigmoid(cls), where level j's T_ij = floor(T_i / s_j) scores are each
+    repeated int(T_i / T_ij) times and padded with the last one to T_i. Vectorised over the
+    batch with per-sample lengths T_i (a gather per level)."""
     lengths = out.video_mask.sum(1)                                            # B
     t = out.saliency.shape[1]
     clips = torch.arange(t, device=lengths.device)[None]
@@ -93,13 +93,32 @@ def merged_saliency(out: HeadOutput) -> Tensor:
         idx = idx.clamp(max=level["cls"].shape[1] - 1)
         score = level["cls"].float().sigmoid().gather(1, idx) * (n > 0)[:, None]
         best = torch.maximum(best, score)
-    return best * out.saliency.float()
+    return best
+
+
+def merged_saliency(out: HeadOutput) -> Tensor:
+    """The public code's test-time saliency on grounding datasets (``merge_cls_sal=True``):
+    :func:`cls_saliency` times the cosine saliency."""
+    return cls_saliency(out) * out.saliency.float()
+
+
+def output_saliency(out: HeadOutput, cfg: HeadConfig) -> Tensor:
+    """The per-clip saliency a prediction carries: the cosine (``saliency_times_cls=False``),
+    else the classification head's score, times the cosine when ``merge_cls_saliency``."""
+    if not cfg.saliency_times_cls:
+        return out.saliency
+    return merged_saliency(out) if cfg.merge_cls_saliency else cls_saliency(out)
 
 
 def decode_sample(out: HeadOutput, i: int, fps: float, duration: float, cfg: HeadConfig,
                   saliency: Tensor | None = None) -> dict[str, Tensor]:
     """Sample ``i``: ``raw`` (top candidates [start, end, score] in seconds, unclamped),
-    ``windows`` (after clamping, rounding and NMS) and ``saliency`` (T_i,), all float32."""
+    ``windows`` (after clamping, rounding and NMS) and ``saliency`` (T_i,), all float32.
+    Without regression (``cfg.regression=False``) ``raw`` and ``windows`` are None."""
+    n_valid = int(out.video_mask[i].sum())
+    sal = (saliency if saliency is not None else out.saliency)[i, :n_valid].float()
+    if not cfg.regression:
+        return dict(raw=None, windows=None, saliency=sal)
     cand_w, cand_s = [], []
     for level in out.levels:
         m = level["mask"][i]
@@ -119,17 +138,17 @@ def decode_sample(out: HeadOutput, i: int, fps: float, duration: float, cfg: Hea
         windows, scores = hard_nms(windows, scores, cfg.nms_threshold, cfg.nms_keep_suppressed)
     elif cfg.nms == "linear":
         windows, scores = linear_soft_nms(windows, scores, cfg.nms_threshold if cfg.soft_nms_thresholded else None)
-    n_valid = int(out.video_mask[i].sum())
-    sal = (saliency if saliency is not None else out.saliency)[i, :n_valid].float()
     return dict(raw=raw, windows=torch.cat([windows, scores[:, None]], 1), saliency=sal)
 
 
 def decode(out: HeadOutput, fps: Tensor, durations: Tensor, cfg: HeadConfig) -> list[dict]:
-    """Per sample: ranked windows [[start, end, score], …] (seconds) and per-clip saliency."""
-    saliency = merged_saliency(out) if cfg.saliency_times_cls else out.saliency
+    """Per sample: ranked windows [[start, end, score], …] (seconds; None without regression)
+    and per-clip saliency."""
+    saliency = output_saliency(out, cfg)
     results = []
     for i in range(out.h.shape[0]):
         d = decode_sample(out, i, float(fps[i]), float(durations[i]), cfg, saliency)
-        results.append(dict(windows=[[round(s, 4), round(e, 4), round(c, 4)] for s, e, c in d["windows"].tolist()],
-                            saliency=[round(x, 4) for x in d["saliency"].tolist()]))
+        windows = None if d["windows"] is None else \
+            [[round(s, 4), round(e, 4), round(c, 4)] for s, e, c in d["windows"].tolist()]
+        results.append(dict(windows=windows, saliency=[round(x, 4) for x in d["saliency"].tolist()]))
     return results

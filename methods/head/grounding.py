@@ -25,7 +25,7 @@ class HeadOutput:
     h: Tensor                       # B, T, C final frame features (before any ReLU)
     query: Tensor                   # B, C pooled final query
     saliency: Tensor                # B, T cosine(ReLU(h) or h, query) — the saliency loss's input
-    levels: list[dict]              # per pyramid level: cls (B,Tl), reg (B,Tl,2), mask (B,Tl), stride, index
+    levels: list[dict]              # per pyramid level: cls (B,Tl), reg (B,Tl,2) or None, mask (B,Tl), stride, index
     layer_cls: list[Tensor] = field(default_factory=list)     # per step: mapped CLS (B, T, C)
     layer_queries: list[Tensor] = field(default_factory=list)  # per step: pooled query (B, C)
     video_mask: Tensor | None = None
@@ -51,8 +51,11 @@ class GroundingHead(nn.Module):
         if any(2 ** int(math.log2(s)) != s for s in cfg.strides):
             raise ValueError(f"pyramid strides must be powers of two, got {cfg.strides}")
         self.cls_head = nn.Sequential(nn.Conv1d(c, c, 3, padding=1), nn.ReLU(), nn.Conv1d(c, 1, 3, padding=1))
-        self.reg_head = nn.Sequential(nn.Conv1d(c, c, 3, padding=1), nn.ReLU(), nn.Conv1d(c, 2, 3, padding=1))
-        self.reg_scales = nn.Parameter(torch.ones(len(cfg.strides)))
+        # no regression head without windows to regress (the public HD configs: coord_head_cfg=None)
+        self.reg_head = (nn.Sequential(nn.Conv1d(c, c, 3, padding=1), nn.ReLU(), nn.Conv1d(c, 2, 3, padding=1))
+                         if cfg.regression else None)
+        # per-level scales of the regression (the public code's ``coef``; unused, so left out, without regression)
+        self.reg_scales = nn.Parameter(torch.ones(len(cfg.strides))) if cfg.regression else None
 
     # ---- R² Block -----------------------------------------------------------------------
     def _layer_schedule(self, video: Tensor, text: Tensor) -> list[tuple[Tensor, Tensor]]:
@@ -139,8 +142,11 @@ class GroundingHead(nn.Module):
             else:
                 mask = -F.max_pool1d(-frame_mask, stride, stride)[:, 0] > 0.5
             cls = self._run_head(self.cls_head, feat, None if padded else mask).squeeze(1)
-            reg = self._run_head(self.reg_head, feat, None if padded else mask).exp().transpose(1, 2)
-            levels.append(dict(cls=cls, reg=reg * self.reg_scales[i], mask=mask, stride=stride, index=i))
+            reg = None
+            if self.reg_head is not None:
+                reg = self._run_head(self.reg_head, feat, None if padded else mask).exp().transpose(1, 2)
+                reg = reg * self.reg_scales[i]
+            levels.append(dict(cls=cls, reg=reg, mask=mask, stride=stride, index=i))
         return levels
 
     @staticmethod

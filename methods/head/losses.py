@@ -85,51 +85,73 @@ def widen_windows(windows: Tensor, n_clips: Tensor, fps: Tensor) -> Tensor:
     return torch.where(short[:, None], torch.stack([centre - half, centre + half], 1), w)
 
 
-def draw_positive_clips(target: Tensor, mask: Tensor, generator: torch.Generator | None = None
-                        ) -> tuple[Tensor, Tensor]:
-    """One random positive clip (saliency > 0) per sample, and whether the sample has one."""
-    positive = (target > 0) & mask
+def positive_clips(target: Tensor, mask: Tensor, rule: str = "nonzero") -> Tensor:
+    """Which real clips are positives for the saliency loss (B, T): ``"nonzero"`` target > 0
+    (QVHighlights, windows), ``"above_half"`` target > 0.5 (the public YouTube Highlights code:
+    ``(match + 1) / 2 > 0.5``), ``"above_median"`` target > the video's lower median over its
+    real clips (the public TVSum code, torch's median)."""
+    if rule == "nonzero":
+        return (target > 0) & mask
+    if rule == "above_half":
+        return (target > 0.5) & mask
+    if rule == "above_median":
+        n = mask.sum(1, keepdim=True)
+        ordered = target.float().masked_fill(~mask, float("inf")).sort(1).values
+        median = ordered.gather(1, torch.div((n - 1).clamp(min=0), 2, rounding_mode="floor"))
+        return (target > median) & mask
+    raise ValueError(f"positive clip rule must be nonzero, above_half or above_median, got {rule!r}")
+
+
+def draw_positive_clips(target: Tensor, mask: Tensor, generator: torch.Generator | None = None,
+                        rule: str = "nonzero") -> tuple[Tensor, Tensor]:
+    """One random positive clip (:func:`positive_clips`) per sample, and whether the sample has one."""
+    positive = positive_clips(target, mask, rule)
     draw = torch.rand(target.shape, generator=generator).to(target.device)
     return draw.masked_fill(~positive, -1.0).argmax(1), positive.any(1)
 
 
 def saliency_contrastive(saliency: Tensor, target: Tensor, mask: Tensor, tau: float,
-                         generator: torch.Generator | None = None, pos_clip: Tensor | None = None) -> Tensor:
+                         generator: torch.Generator | None = None, pos_clip: Tensor | None = None,
+                         rule: str = "nonzero") -> Tensor:
     """Eq. 15 (paper): per sample, one positive clip against the clips of strictly lower
     saliency in the same video.
 
     Branch-free (no data-dependent shapes), so the same code runs on fake tensors when
     memory is estimated. Samples without a positive or without a lower clip are left out."""
     if pos_clip is None:
-        pos_clip = draw_positive_clips(target, mask, generator)[0]
+        pos_clip = draw_positive_clips(target, mask, generator, rule)[0]
     p = pos_clip.to(target.device)[:, None]
     level = target.gather(1, p)
     negative = (target < level) & mask
     logits = (saliency / tau).masked_fill(~negative, float("-inf"))
     logits = logits.scatter(1, p, (saliency / tau).gather(1, p))
     loss = logits.logsumexp(1) - (saliency / tau).gather(1, p).squeeze(1)
-    valid = (((target > 0) & mask).any(1) & negative.any(1)).float()
+    valid = (positive_clips(target, mask, rule).any(1) & negative.any(1)).float()
     return (loss.nan_to_num(0.0) * valid).sum() / valid.sum().clamp(min=1)
 
 
 def sampled_nce(saliency: Tensor, target: Tensor, mask: Tensor, tau: float, pos_clip: Tensor,
-                valid: Tensor) -> Tensor:
+                valid: Tensor, directions: tuple[str, ...] = ("row", "col")) -> Tensor:
     """The public code's SampledNCELoss: logits = cosine × exp(log(1/τ)) over the clips whose
     saliency is ≤ the positive's (ties and the positive included); a row term (the positive
     against its own video's clips) plus a column term (each sample's positive clip against
     the same clip index of the other videos of the batch), each averaged over the samples.
-    ``valid``: samples that have a positive clip (the others are left out)."""
+    ``valid``: samples that have a positive clip (the others are left out). ``directions``:
+    the terms summed (the public highlight-detection configs use the row term only)."""
     b = saliency.shape[0]
     eye = torch.eye(b, dtype=torch.bool, device=saliency.device)
     p = pos_clip.to(saliency.device)[:, None]
     onehot = torch.zeros_like(mask).scatter(1, p, True)
     allowed = ((target <= target.gather(1, p)) & mask & valid[:, None]) | onehot
     logits = (saliency * logit_scale(tau)).masked_fill(~allowed, float("-inf"))
-    row = logits.log_softmax(1).gather(1, p).squeeze(1)
-    col = logits[:, p.squeeze(1)].T.masked_fill(~valid[None, :] & ~eye, float("-inf"))  # [b, b'] = logits[b', p_b]
-    col = col.log_softmax(1).diagonal()
+    terms = torch.zeros_like(saliency[:, 0])
+    if "row" in directions:
+        terms = terms + logits.log_softmax(1).gather(1, p).squeeze(1)
+    if "col" in directions:
+        col = logits[:, p.squeeze(1)].T.masked_fill(~valid[None, :] & ~eye, float("-inf"))  # [b, b'] = logits[b', p_b]
+        terms = terms + col.log_softmax(1).diagonal()
     w = valid.float()
-    return -((row + col) * w).sum() / w.sum().clamp(min=1)
+    return -(terms * w).sum() / w.sum().clamp(min=1)
 
 
 def info_nce(a: Tensor, b: Tensor, tau: float) -> Tensor:
@@ -142,6 +164,42 @@ def info_nce(a: Tensor, b: Tensor, tau: float) -> Tensor:
             + F.cross_entropy(logits.transpose(-1, -2).reshape(-1, m), labels)) / 2
 
 
+def _cls_terms(logits: Tensor, labels: Tensor, cfg: HeadConfig) -> Tensor:
+    """Per-point classification loss: sigmoid focal loss (nncore FocalLoss) or binary cross-entropy
+    (nncore DynamicBCELoss), unreduced; labels may be soft (in [0, 1])."""
+    if cfg.cls_loss == "bce":
+        return F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
+    return sigmoid_focal_loss(logits.float(), labels, alpha=-1 if cfg.focal_alpha is None else cfg.focal_alpha,
+                              gamma=cfg.focal_gamma, reduction="none")
+
+
+def _window_losses(out: HeadOutput, windows: list[Tensor], fps: Tensor, cfg: HeadConfig) -> tuple[Tensor, Tensor]:
+    """Classification (over valid points) and L1 regression (over positives) against FCOS-style
+    targets from the ground-truth windows."""
+    if cfg.widen_short_windows:
+        lengths = out.video_mask.sum(1)
+        windows = [widen_windows(w, lengths[i], fps[i]) if w.numel() else w for i, w in enumerate(windows)]
+    cls_sum = reg_sum = n_valid = n_pos = out.h.new_zeros(())
+    for level in out.levels:
+        labels, targets = assign_targets(level, windows, fps, cfg.strides)
+        valid = level["mask"].float()
+        cls_sum = cls_sum + (_cls_terms(level["cls"], labels, cfg) * valid).sum()
+        n_valid = n_valid + valid.sum()
+        pos = labels if out.padded_pyramid else labels * valid   # the public code regresses every positive point
+        l1 = F.l1_loss(level["reg"].float(), targets, reduction="none").sum(-1)
+        reg_sum = reg_sum + (l1 * pos).sum()
+        n_pos = n_pos + pos.sum()
+    return cls_sum / n_valid.clamp(min=1), reg_sum / n_pos.clamp(min=1)
+
+
+def _clip_cls_loss(level: dict, saliency_target: Tensor, cfg: HeadConfig) -> Tensor:
+    """Classification at stride 1 against the per-clip saliency target (soft labels in [0, 1]),
+    summed over real clips ÷ their number (public BundleLoss without ``loss_reg``)."""
+    valid = level["mask"].float()
+    target = saliency_target.to(level["cls"].device).float().clamp(0, 1)
+    return (_cls_terms(level["cls"], target, cfg) * valid).sum() / valid.sum().clamp(min=1)
+
+
 def head_losses(out: HeadOutput, windows: list[Tensor], fps: Tensor, saliency_target: Tensor,
                 cfg: HeadConfig, generator: torch.Generator | None = None,
                 pos_clip: Tensor | None = None) -> dict[str, Tensor]:
@@ -150,38 +208,27 @@ def head_losses(out: HeadOutput, windows: list[Tensor], fps: Tensor, saliency_ta
     ``pos_clip`` (B,): the positive clip of each sample for the saliency loss and, under
     ``calibration_clip="sampled"``, the calibration losses; drawn from ``generator`` if None."""
     mask = out.video_mask
-    if cfg.widen_short_windows:
-        lengths = mask.sum(1)
-        windows = [widen_windows(w, lengths[i], fps[i]) if w.numel() else w for i, w in enumerate(windows)]
-    cls_sum = reg_sum = n_valid = n_pos = out.h.new_zeros(())
-    for level in out.levels:
-        labels, targets = assign_targets(level, windows, fps, cfg.strides)
-        valid = level["mask"].float()
-        focal = sigmoid_focal_loss(level["cls"].float(), labels, alpha=-1 if cfg.focal_alpha is None else cfg.focal_alpha,
-                                   gamma=cfg.focal_gamma, reduction="none")
-        cls_sum = cls_sum + (focal * valid).sum()
-        n_valid = n_valid + valid.sum()
-        pos = labels if out.padded_pyramid else labels * valid   # the public code regresses every positive point
-        l1 = F.l1_loss(level["reg"].float(), targets, reduction="none").sum(-1)
-        reg_sum = reg_sum + (l1 * pos).sum()
-        n_pos = n_pos + pos.sum()
-    cls_loss = cls_sum / n_valid.clamp(min=1)
-    reg_loss = reg_sum / n_pos.clamp(min=1)
     zero = out.h.sum() * 0
-    drawn, has_positive = draw_positive_clips(saliency_target, mask, generator)
+    if cfg.regression:
+        cls_loss, reg_loss = _window_losses(out, windows, fps, cfg)
+    else:   # the public HD configs: classification learns the per-clip saliency target, no regression
+        cls_loss, reg_loss = _clip_cls_loss(out.levels[0], saliency_target, cfg), out.h.new_zeros(())
+    drawn, has_positive = draw_positive_clips(saliency_target, mask, generator, cfg.positive_clips)
     pos_clip = drawn if pos_clip is None else pos_clip.to(drawn.device).long()
     saliency = out.saliency.float()
     if cfg.saliency_loss == "sampled_nce":
-        sal_loss = sampled_nce(saliency, saliency_target, mask, cfg.temperature, pos_clip, has_positive)
+        sal_loss = sampled_nce(saliency, saliency_target, mask, cfg.temperature, pos_clip, has_positive,
+                               cfg.saliency_directions)
     else:
-        sal_loss = saliency_contrastive(saliency, saliency_target, mask, cfg.temperature, pos_clip=pos_clip)
+        sal_loss = saliency_contrastive(saliency, saliency_target, mask, cfg.temperature, pos_clip=pos_clip,
+                                        rule=cfg.positive_clips)
     # calibration: per-layer CLS features (the positive clip's, or averaged over positive clips)
     # against per-layer pooled queries
     if cfg.calibration_clip == "sampled":
         rows = torch.arange(len(pos_clip), device=pos_clip.device)
         videos = torch.stack([f.float()[rows, pos_clip] for f in out.layer_cls], 1)               # B, K, C
     else:
-        positive = (saliency_target > 0) & mask
+        positive = positive_clips(saliency_target, mask, cfg.positive_clips)
         weight = torch.where(positive.any(1, keepdim=True), positive, mask).float()
         weight = weight / weight.sum(1, keepdim=True).clamp(min=1)
         videos = torch.stack([torch.einsum("bt,btc->bc", weight, f.float()) for f in out.layer_cls], 1)

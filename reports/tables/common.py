@@ -10,9 +10,11 @@ columns ← our ``synthetic`` or ``qvhighlights`` runs; its Ego4D columns ← ``
 What a cell shows (see ``docs/statistics.md``):
 
 * metric cells: mean ± std over seeds when a row has several seeds, else the mean with a 95 %
-  bootstrap interval over queries (from the runs' ``per_query.csv``); ``*`` when the row differs
-  from the reference row (paired permutation test over the same queries on seed-averaged
-  per-query values, Holm-corrected over the rows of the table, per metric, α = 0.05). A row
+  bootstrap interval over queries (from the runs' ``per_query.csv``); ``*`` when the method
+  differs from the reference row (``stats.method_test``: seed and query variance, both rows with
+  ≥ 2 seeds), ``†`` when one of the rows has one seed and the two trained models differ on the
+  same queries (paired permutation test; retraining variance not counted); Holm-corrected over
+  the rows of the table, per metric, α = 0.05. A row
   without per-query values shows its mean without interval, and its note says so.
 * size cells (learnable parameters, peak memory): exact measurements, no interval; memory
   that was estimated rather than measured is marked ``(est.)``.
@@ -126,6 +128,7 @@ class Cell:
     spread: str = ""              # "seed std" | "bootstrap" | "" (no interval)
     p_holm: float = math.nan
     significant: bool = False
+    seed_variance: str = ""     # how the comparison counted retraining variance (stats.method_test)
     paper: float = math.nan
     paper_text: str = MISSING
 
@@ -261,6 +264,7 @@ def cells_from_matrices(matrices: Mapping[str, pd.DataFrame], headline: Mapping[
             cell.mean, cell.low, cell.high, cell.std = c["mean"], c["ci_low"], c["ci_high"], c["seed_std"]
             cell.n_queries, cell.spread = int(c["n_queries"]), c["spread"]
             cell.p_holm, cell.significant = float(c["p_holm"]), bool(c["significant"])
+            cell.seed_variance = str(c["seed_variance"])
         elif row in matrices:
             averaged = matrices[row].mean(axis=1, skipna=False)
             if averaged.notna().any():
@@ -274,7 +278,8 @@ def cells_from_matrices(matrices: Mapping[str, pd.DataFrame], headline: Mapping[
         if not math.isnan(cell.mean):
             if cell.spread:
                 cell.text = stats.cell_text(dict(mean=cell.mean, seed_std=cell.std, ci_low=cell.low, ci_high=cell.high,
-                                                 spread=cell.spread, significant=cell.significant),
+                                                 spread=cell.spread, significant=cell.significant,
+                                                 seed_variance=cell.seed_variance),
                                             digits=digits, mark=MARK)
             else:
                 cell.text = fmt(cell.mean, "metric", digits)
@@ -457,8 +462,11 @@ def setting_lines(records: list[dict], layout: Layout, blocks: list[Block]) -> l
                      f"backbone {_values(here, 'backbone')}; weights {_values(here, 'weights')}; "
                      f"seeds {_values(ok, 'seed')}; memory source {memory}.")
     lines.append("Cells: mean ± std over seeds (several seeds) or mean [95 % bootstrap interval over queries] "
-                 f"(one seed); {MARK} = differs from the reference row (paired permutation test over the same "
-                 f"queries, Holm-corrected over the table's rows per metric, α = {ALPHA}). Params and memory are "
+                 f"(one seed); {MARK} = the method differs from the reference row (t-test counting seed and query "
+                 f"variance; both rows need ≥ 2 seeds); {stats.QUERY_MARK} = one seed only: these trained models "
+                 f"differ on these queries (paired permutation test; retraining variance not counted, so this "
+                 f"overstates method differences — run --seeds 0 1 2). Holm-corrected over the table's rows per "
+                 f"metric, α = {ALPHA}. Params and memory are "
                  "exact measurements (est. = estimated, not a measured peak).")
     lines.append(f"Reference row: {layout.reference} — {layout.reference_why}")
     if layout.paper_setting:
@@ -558,7 +566,8 @@ def to_frame(table: Table) -> pd.DataFrame:
                     row.update({f"{h} ours text": cell.text, f"{h} ours low": cell.low, f"{h} ours high": cell.high,
                                 f"{h} ours std": cell.std, f"{h} ours seeds": cell.n_seeds,
                                 f"{h} ours queries": cell.n_queries, f"{h} ours p_holm": cell.p_holm,
-                                f"{h} ours significant": cell.significant})
+                                f"{h} ours significant": cell.significant,
+                                f"{h} ours seed variance": cell.seed_variance})
                 row[f"{h} paper"] = cell.paper
         out.append(row)
     return pd.DataFrame(out)

@@ -1,0 +1,229 @@
+"""The dataset tables as suites: paper Tables 1–4, R²-Tuning on each benchmark.
+
+* ``table1``: QVHighlights (MR + HD), scored on val; the test split (labels withheld) is
+  predicted too and written as ``hl_test_submission.jsonl`` for the official server;
+* ``table2``: moment retrieval on Ego4D-NLQ, Charades-STA and TACoS;
+* ``table3``: YouTube Highlights, one model per domain;
+* ``table4``: TVSum, one model per domain.
+
+A dataset suite runs on the real datasets it is given and on a **synthetic stand-in of the
+same task** when it is given none (``DatasetSuite.stand_in``, labelled as such in the table):
+
+    python run_all.py --suite table2                                   # stand-in: MR only
+    python run_all.py --suite table2 --data charades_sta=VIDEOS --data tacos=VIDEOS2 --weights ViT-B-32.pt
+    python run_all.py --suite table2 --data-file data.toml --weights ViT-B-32.pt
+    python run_all.py --suite table1 --dataset qvhighlights --video-dir VIDEOS --weights ViT-B-32.pt
+
+``--data NAME=VIDEO_DIR`` (repeatable) names a dataset and its video folder (annotations: the
+default folder, or ``--annotations`` when one dataset is given); ``--data-file`` reads a TOML
+file with one table per dataset (``video_dir``, optional ``annotations``). ``--dataset NAME
+--video-dir DIR`` is the same as ``--data NAME=DIR``. Every run of one suite goes into one
+ledger (``OUT/<suite>``), so datasets can be run one command at a time; the table shows the
+datasets not run yet with the command that fills them. A dataset whose spec says
+``per_domain`` (YouTube Highlights, TVSum and their stand-ins) is one run per domain.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from bench.run import RunSpec
+from bench.suites.base import Suite
+from datasets.errors import InputError
+from datasets.registry import Dataset, get_dataset, parse_overrides
+from methods.backbone import check_backbone
+from reports.paper import PAPER_ROW_NAMES
+from reports.tables import datasets as dataset_tables
+
+R2 = "r2_tuning"
+R2_ROW = PAPER_ROW_NAMES[R2]
+STAND_IN_BACKBONE = "R2Bench-Tiny"
+REAL_BACKBONE = "ViT-B-32"
+
+
+@dataclass(frozen=True)
+class DatasetSuite(Suite):
+    """A suite reporting ``targets`` (real datasets); ``stand_in`` (a registered synthetic
+    dataset of the same task) runs when none of them is given."""
+
+    targets: tuple[str, ...] = ()
+    stand_in: str | None = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in (*self.targets, *([self.stand_in] if self.stand_in else [])):
+            get_dataset(name)   # a typo fails at import, naming the dataset
+        if self.stand_in and not set(get_dataset(self.stand_in).stand_in_for) & set(self.targets):
+            raise ValueError(f"suite {self.name}: {self.stand_in} is not a stand-in for {self.targets}")
+
+
+class DataPaths(NamedTuple):
+    video_dir: Path
+    annotations: Path | None = None
+
+
+class Binding(NamedTuple):
+    """One dataset (or one domain of it) a suite runs on, with its backbone and weights."""
+
+    dataset: Dataset
+    backbone: str
+    weights: str | None
+
+
+# --------------------------------------------------------------------------- what the user gave
+
+def parse_data(items: list[str] | None, data_file: str | Path | None = None) -> dict[str, DataPaths]:
+    """``["charades_sta=VIDEOS", ...]`` and a TOML file (``[charades_sta]`` tables with
+    ``video_dir`` and optional ``annotations``) → ``{name: DataPaths}``. Unknown datasets, a
+    missing ``=`` and a dataset named twice are ``InputError``s."""
+    out: dict[str, DataPaths] = {}
+
+    def add(name: str, paths: DataPaths, where: str) -> None:
+        try:
+            get_dataset(name)
+        except KeyError as e:
+            raise InputError(where, None, "data", str(e).strip("'\"")) from None
+        if name in out:
+            raise InputError(where, None, "data", f"dataset '{name}' given twice")
+        out[name] = paths
+
+    if data_file is not None:
+        path = Path(data_file)
+        try:
+            table = tomllib.loads(path.read_text())
+        except OSError as e:
+            raise InputError(path, None, None, f"cannot read the data file: {e.strerror or e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise InputError(path, None, None, f"not valid TOML ({e})") from None
+        for name, entry in table.items():
+            if not isinstance(entry, dict) or not isinstance(entry.get("video_dir"), str):
+                raise InputError(path, None, f"{name}.video_dir",
+                                 f"expected a table [{name}] with video_dir = \"FOLDER\" (and optionally "
+                                 f"annotations = \"FOLDER\"), found {entry!r}")
+            unknown = set(entry) - {"video_dir", "annotations"}
+            if unknown:
+                raise InputError(path, None, f"{name}.{sorted(unknown)[0]}", "unknown key (known: video_dir, annotations)")
+            ann = entry.get("annotations")
+            add(name, DataPaths(Path(entry["video_dir"]), Path(ann) if ann else None), str(path))
+    for item in items or []:
+        name, sep, folder = item.partition("=")
+        if not sep or not name.strip() or not folder.strip():
+            raise InputError("--data", None, "data", f"expected NAME=VIDEO_DIR (e.g. charades_sta=/data/videos), "
+                                                     f"found {item!r}")
+        add(name.strip(), DataPaths(Path(folder.strip())), "--data")
+    return out
+
+
+def given_data(suite: DatasetSuite, args) -> dict[str, DataPaths]:
+    """The real datasets of ``suite`` that the command names (``--data``, ``--data-file``,
+    ``--dataset``/``--video-dir``); a dataset the suite does not report is an error."""
+    given = parse_data(getattr(args, "data", None), getattr(args, "data_file", None))
+    dataset = getattr(args, "dataset", None)
+    if dataset and dataset not in suite.targets and getattr(args, "suite", None) == "all":
+        dataset = None              # --suite all --dataset X: X feeds the suites that report it
+    if dataset and dataset not in ("synthetic", suite.stand_in):
+        if not getattr(args, "video_dir", None):
+            raise InputError(None, None, "video_dir", f"--dataset {dataset} needs --video-dir (a folder of videos)")
+        if dataset in given:
+            raise InputError("--dataset", None, "data", f"dataset '{dataset}' given twice (--dataset and --data)")
+        given[dataset] = DataPaths(Path(args.video_dir))
+    wrong = [name for name in given if name not in suite.targets]
+    if wrong:
+        raise InputError("--data", None, "data", f"suite {suite.name} reports {', '.join(suite.targets)}; "
+                                                 f"{', '.join(wrong)} is not one of them")
+    annotations = getattr(args, "annotations", None)
+    if annotations:
+        if len(given) != 1:
+            raise InputError("--annotations", None, "annotations",
+                             "--annotations names one dataset's folder; with several datasets give each its "
+                             "own in --data-file")
+        (name, paths), = given.items()
+        given[name] = paths._replace(annotations=paths.annotations or Path(annotations))
+    return given
+
+
+# --------------------------------------------------------------------------- bindings
+
+def expand_domains(dataset: Dataset) -> list[Dataset]:
+    """One dataset per domain when its spec trains one model per domain, else the dataset."""
+    return [dataset.for_domain(d) for d in dataset.spec.domains] if dataset.spec.per_domain else [dataset]
+
+
+def stand_in_binding(suite: DatasetSuite, args) -> tuple[Dataset, str, str | None]:
+    """The suite's stand-in, generated on first use, with the project's tiny CLIP (or the
+    ``--backbone``/``--weights`` given)."""
+    spec = get_dataset(suite.stand_in)
+    size = getattr(args, "size", None)
+    if size:                            # first: a size brings its own preset, which --set then overrides
+        try:
+            spec = spec.with_size(size)
+        except ValueError as e:
+            raise InputError(None, None, "size", str(e)) from None
+    spec = spec.with_overrides(parse_overrides(getattr(args, "set", None) or []))
+    backbone = getattr(args, "backbone", None) or STAND_IN_BACKBONE
+    weights = getattr(args, "weights", None)
+    check_backbone(backbone, weights)
+    data = spec.bind(progress=not getattr(args, "quiet", False))
+    if weights or getattr(args, "random_init", False) or backbone != STAND_IN_BACKBONE:
+        return data, backbone, weights
+    from datasets.synthetic.tiny_clip import ensure_tiny_clip
+    return data, backbone, str(ensure_tiny_clip())
+
+
+def bindings(suite: DatasetSuite, args) -> list[Binding]:
+    """Every (dataset or domain, backbone, weights) the command asks ``suite`` to run on: the
+    real datasets given, else the stand-in. Bad paths and names fail here, before anything runs."""
+    given = given_data(suite, args)
+    overrides = parse_overrides(getattr(args, "set", None) or [])
+    if not given:
+        data, backbone, weights = stand_in_binding(suite, args)
+        return [Binding(d, backbone, weights) for d in expand_domains(data)]
+    backbone = getattr(args, "backbone", None) or REAL_BACKBONE
+    weights = getattr(args, "weights", None)
+    check_backbone(backbone, weights)
+    out = []
+    for name in suite.targets:              # the table's order
+        if name in given:
+            paths = given[name]
+            data = get_dataset(name).with_overrides(overrides).bind(paths.annotations, paths.video_dir).check()
+            out += [Binding(d, backbone, weights) for d in expand_domains(data)]
+    return out
+
+
+# --------------------------------------------------------------------------- the suites
+
+TABLE1 = DatasetSuite(
+    name="table1",
+    description="Table 1: QVHighlights MR + HD (val; test predictions written as hl_test_submission.jsonl)",
+    runs=(RunSpec(R2, row=R2_ROW, predict_splits=("test",)),),
+    targets=("qvhighlights",), stand_in="synthetic",
+)
+
+TABLE2 = DatasetSuite(
+    name="table2",
+    description="Table 2: moment retrieval on Ego4D-NLQ, Charades-STA and TACoS",
+    runs=(RunSpec(R2, row=R2_ROW),),
+    targets=("ego4d_nlq", "charades_sta", "tacos"), stand_in="synthetic_mr",
+)
+
+TABLE3 = DatasetSuite(
+    name="table3",
+    description="Table 3: YouTube Highlights mAP, one model per domain",
+    runs=(RunSpec(R2, row=R2_ROW),),
+    targets=("youtube_highlights",), stand_in="synthetic_hd_binary",
+)
+
+TABLE4 = DatasetSuite(
+    name="table4",
+    description="Table 4: TVSum Top-5 mAP, one model per domain",
+    runs=(RunSpec(R2, row=R2_ROW),),
+    targets=("tvsum",), stand_in="synthetic_hd_graded",
+)
+
+DATASET_SUITES = (TABLE1, TABLE2, TABLE3, TABLE4)
+assert tuple(s.name for s in DATASET_SUITES) == tuple(dataset_tables.TARGETS), "suites and tables out of step"
+assert all(dataset_tables.TARGETS[s.name] == s.targets and dataset_tables.STAND_INS[s.name] == s.stand_in
+           for s in DATASET_SUITES), "suites and tables disagree on their datasets"
+__all__ = ["DATASET_SUITES", "DataPaths", "DatasetSuite", "Binding", "bindings", "parse_data"]
