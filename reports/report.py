@@ -69,6 +69,7 @@ def provenance(records: list[dict]) -> list[tuple[str, str]]:
         ("weights (file#digest)", ", ".join(_values(records, "weights")) or "not recorded"),
         ("dataset (version)", ", ".join(sorted({f"{r.get('dataset')} ({r.get('dataset_version') or 'no version'})"
                                                for r in records})) or "not recorded"),
+        ("benchmark version", ", ".join(_values(records, "benchmark_version")) or "none (not a generated benchmark)"),
         ("seeds", ", ".join(map(str, seeds)) or "none finished"),
         ("memory", "; ".join(memory) or "not measured"),
         ("when", f"{times[0]} – {times[-1]}" if times else "not recorded"),

@@ -39,7 +39,8 @@ class SuiteDir:
                    dataset=dataset, dataset_version="v1", seed=seed, status=status, error=error,
                    backbone="R2Bench-Tiny", weights=weights, overrides={}, config={**DEFAULT_CONFIG, **(config or {})},
                    protocol=None, train_config=dict(epochs=9, batch_size=16, seed=seed),
-                   versions=dict(torch="2.x", open_clip="3.3"), code_version="abc123+def",
+                   versions=dict(torch="2.x", open_clip="3.3"), code_version="abc123+def", commit="abc123",
+                   benchmark_version="synthetic-g2c2-default",
                    device="cpu", params=int(params_M * 2**20), params_M=params_M, memory_gib=memory_gib,
                    memory_source=memory_source, started="2026-11-24T10:00:00+00:00",
                    finished="2026-11-24T10:01:00+00:00", **extra)

@@ -57,7 +57,8 @@ def test_report_names_every_suite_with_its_provenance(out):
     assert text.index("Suite table9 (table9)") < text.index("Suite fig7")          # paper order
     for needle in ("| code version | abc123+def |", "| weights (file#digest) | tiny.safetensors#00aa |",
                    "| dataset (version) | toy (v1) |", "| seeds | 0 |", "estimate (estimated on fake tensors, 2 runs)",
-                   "cuda (measured on CUDA, 1 runs)", "| runs | 1 failed, 2 ok |", "torch 2.x", "| device | cpu |"):
+                   "cuda (measured on CUDA, 1 runs)", "| runs | 1 failed, 2 ok |", "torch 2.x", "| device | cpu |",
+                   "| commit | abc123 |", "| benchmark version | synthetic-g2c2-default |"):
         assert needle in text, needle
     assert "### Table 9 — transfer methods: ours vs paper" in text and "failed: boom" in text
     assert "Figure 7 — feature refinement strategies" in text
