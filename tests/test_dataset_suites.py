@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from datasets.io import SHARED_DIR
+
 from bench.suites import SUITES, DatasetSuite
 from bench.suites.datasets import bindings, given_data, parse_data
 from datasets.errors import InputError
@@ -163,6 +165,7 @@ def test_table1_writes_the_test_split_submission_in_the_official_format(tmp_path
 
 
 @pytest.mark.shared
+@pytest.mark.skipif(not (SHARED_DIR / "data" / "annotations").is_dir(), reason="needs ../shared")
 @pytest.mark.parametrize("suite, dataset, n_domains", [("table3", "youtube_highlights", 6), ("table4", "tvsum", 10)])
 def test_real_data_binds_one_dataset_per_domain(tmp_path, suite, dataset, n_domains):
     args = Namespace(suite=suite, data=[f"{dataset}={tmp_path}"], data_file=None, dataset="synthetic", video_dir=None,

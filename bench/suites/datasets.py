@@ -183,6 +183,9 @@ def bindings(suite: DatasetSuite, args) -> list[Binding]:
     backbone = getattr(args, "backbone", None) or REAL_BACKBONE
     weights = getattr(args, "weights", None)
     check_backbone(backbone, weights)
+    for name, paths in given.items():       # the folder the user typed, before any annotation lookup
+        if paths.video_dir is not None and not Path(paths.video_dir).is_dir():
+            raise InputError(str(paths.video_dir), None, "video_dir", f"--data {name}=DIR: no such video folder")
     out = []
     for name in suite.targets:              # the table's order
         if name in given:
