@@ -156,17 +156,22 @@ def bootstrap_ci(values, confidence: float = 0.95, n_resamples: int = N_RESAMPLE
     return Interval(mean, low, high, int(x.size))
 
 
+def _check_same_qids(a: pd.Index, b: pd.Index, who: str) -> None:
+    """Both rows must be scored on the same, unique qids (``ValueError`` saying how they differ)."""
+    for name, index in (("a", a), ("b", b)):
+        if index.has_duplicates:
+            raise ValueError(f"{who}: {name} has {int(index.duplicated().sum())} duplicated qids")
+    only_a, only_b = a.difference(b), b.difference(a)
+    if len(only_a) or len(only_b):
+        raise ValueError(f"{who}: the two rows were scored on different queries: {len(only_a)} qids "
+                         f"only in a, {len(only_b)} only in b (e.g. {list(only_a[:3]) + list(only_b[:3])})")
+
+
 def _paired_arrays(a, b) -> tuple[np.ndarray, np.ndarray]:
     """Align two per-query vectors. Two Series are matched on their index (qid) and must hold
     the same qids; otherwise both are taken by position and must have equal length."""
     if isinstance(a, pd.Series) and isinstance(b, pd.Series):
-        for name, s in (("a", a), ("b", b)):
-            if s.index.has_duplicates:
-                raise ValueError(f"paired_test: {name} has {int(s.index.duplicated().sum())} duplicated qids")
-        only_a, only_b = a.index.difference(b.index), b.index.difference(a.index)
-        if len(only_a) or len(only_b):
-            raise ValueError(f"paired_test: the two rows were scored on different queries: {len(only_a)} qids "
-                             f"only in a, {len(only_b)} only in b (e.g. {list(only_a[:3]) + list(only_b[:3])})")
+        _check_same_qids(a.index, b.index, "paired_test")
         return a.to_numpy(float), b.reindex(a.index).to_numpy(float)
     x, y = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
     if x.shape != y.shape:
@@ -210,13 +215,7 @@ def _aligned(a, b) -> tuple[np.ndarray, np.ndarray, int]:
     The qid sets must be equal (``ValueError`` otherwise); a query with NaN in any seed of either
     row is dropped."""
     a, b = _as_matrix(a, "a"), _as_matrix(b, "b")
-    for name, m in (("a", a), ("b", b)):
-        if m.index.has_duplicates:
-            raise ValueError(f"method_test: {name} has {int(m.index.duplicated().sum())} duplicated qids")
-    only_a, only_b = a.index.difference(b.index), b.index.difference(a.index)
-    if len(only_a) or len(only_b):
-        raise ValueError(f"method_test: the two rows were scored on different queries: {len(only_a)} qids "
-                         f"only in a, {len(only_b)} only in b (e.g. {list(only_a[:3]) + list(only_b[:3])})")
+    _check_same_qids(a.index, b.index, "method_test")
     x, y = a.to_numpy(float), b.reindex(a.index).to_numpy(float)
     keep = ~(np.isnan(x).any(axis=1) | np.isnan(y).any(axis=1))
     return x[keep], y[keep], int((~keep).sum())
