@@ -12,6 +12,7 @@ from methods.backbone import Backbone
 from methods.hooks import Taps
 from methods.model import LayerTokens
 from methods.registry import build_model
+from tests.tiny_models import random_backbone_state, tiny_model
 from methods.tuners.losa import TokenMixer
 
 SMALL_HEAD = dict(hidden=32, heads=4, ffn=64, dropout=0.0, drop_path=0.0)
@@ -21,15 +22,11 @@ METL = ("e3va", "losa", "lst")
 
 @pytest.fixture(scope="module")
 def backbone_state():
-    torch.manual_seed(0)
-    return Backbone("R2Bench-Tiny").state_dict()
+    return random_backbone_state()
 
 
 def tiny(name, backbone_state, seed=0, **overrides):
-    backbone = Backbone("R2Bench-Tiny")
-    backbone.load_state_dict(backbone_state)
-    torch.manual_seed(seed)
-    return build_model(name, backbone, {**SMALL_HEAD, **overrides}).eval()
+    return tiny_model(name, backbone_state, SMALL_HEAD, seed, **overrides).eval()
 
 
 def items_for(model, lengths=(7, 5), seed=0):

@@ -14,9 +14,8 @@ from torch import nn
 from bench.run import paper_params
 from bench.train import TrainConfig, build_optimizer, make_step_state, train_step
 from datasets.vtg import collate
-from methods.backbone import Backbone
 from methods.hooks import Taps, TowerContext
-from methods.registry import build_model
+from tests.tiny_models import random_backbone_state, tiny_model
 from methods.tuners.lora import LORA_TARGETS
 from methods.tuners.vop import VARIANTS, ContextModule
 
@@ -27,15 +26,11 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def backbone_state():
-    torch.manual_seed(0)
-    return Backbone("R2Bench-Tiny").state_dict()
+    return random_backbone_state()
 
 
 def tiny(name, backbone_state, seed=0, **overrides):
-    backbone = Backbone("R2Bench-Tiny")
-    backbone.load_state_dict(backbone_state)
-    torch.manual_seed(seed)
-    return build_model(name, backbone, {**SMALL_HEAD, **overrides})
+    return tiny_model(name, backbone_state, SMALL_HEAD, seed, **overrides)
 
 
 def items(model, lengths=(8, 5), seed=0):

@@ -18,6 +18,8 @@ from bench.train import TrainConfig, build_optimizer, load_checkpoint, make_step
 from datasets.vtg import collate
 from methods.backbone import Backbone
 from methods.registry import GRADIENT_CATEGORIES, build_model, get_method, registered
+from tests.tiny_models import random_backbone_state
+from tests.tiny_models import tiny_model as shared_tiny_model
 
 METHODS = registered()
 SMALL_HEAD = dict(hidden=32, heads=4, ffn=64, dropout=0.1)   # every method config derives from HeadConfig
@@ -25,16 +27,11 @@ SMALL_HEAD = dict(hidden=32, heads=4, ffn=64, dropout=0.1)   # every method conf
 
 @pytest.fixture(scope="module")
 def backbone_state():
-    torch.manual_seed(0)
-    return Backbone("R2Bench-Tiny").state_dict()
+    return random_backbone_state()
 
 
 def tiny_model(name, backbone_state, seed=0, **overrides):
-    backbone = Backbone("R2Bench-Tiny")
-    if backbone_state is not None:
-        backbone.load_state_dict(backbone_state)
-    torch.manual_seed(seed)
-    return build_model(name, backbone, {**SMALL_HEAD, **overrides})
+    return shared_tiny_model(name, backbone_state, SMALL_HEAD, seed, **overrides)
 
 
 def clip_parameter_names(model) -> set[str]:
