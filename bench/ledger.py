@@ -17,9 +17,8 @@ import pandas as pd
 from filelock import FileLock
 
 from datasets.io import atomic_write
-from datasets.errors import InputError
+from reports.records import LEDGER_NAME, read_ledger
 
-LEDGER_NAME = "ledger.jsonl"
 LOCK_NAME = ".ledger.lock"
 ATTEMPT_KEYS = ("status", "error", "fault", "started", "wall_s", "code_version", "device")
 RESULTS_NAME = "results.csv"
@@ -66,19 +65,7 @@ class Ledger:
         """All records in file order; a corrupt line raises ``InputError`` naming file and line."""
         if not self.path.exists():
             return []
-        out = []
-        with open(self.path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(self.path, lineno, None, f"corrupt ledger line, not JSON ({e.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
-                    raise InputError(self.path, lineno, "run_id", "corrupt ledger line, not a record with a string run_id")
-                out.append(record)
-        return out
+        return read_ledger(self.path, required=("run_id",))
 
     def append(self, record: dict) -> dict:
         """Add ``record``, replacing (in place) an earlier record with the same ``run_id`` —

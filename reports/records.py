@@ -29,6 +29,20 @@ def load_records(suite_dir: str | Path) -> list[dict]:
     if not path.is_file():
         raise InputError(path, None, None, "no ledger here (run a suite first: python run_all.py --suite NAME)")
     records = []
+    for record in read_ledger(path, RECORD_KEYS):
+        record["_suite_dir"] = str(Path(suite_dir))
+        records.append(record)
+    return records
+
+
+RECORD_KEYS = ("run_id", "method", "status")   # string fields every run record has
+
+
+def read_ledger(path: Path, required: tuple[str, ...] = RECORD_KEYS) -> list[dict]:
+    """The records of one ledger file in file order (blank lines skipped). A line that is not a
+    JSON object, or lacks one of the ``required`` string fields, is an ``InputError`` naming the
+    file, the line and the field. ``bench.ledger.Ledger`` reads its file through this too."""
+    records = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
@@ -39,10 +53,9 @@ def load_records(suite_dir: str | Path) -> list[dict]:
                 raise InputError(path, lineno, None, f"corrupt ledger line, not JSON ({e.msg})") from None
             if not isinstance(record, dict):
                 raise InputError(path, lineno, None, "corrupt ledger line, not a JSON object")
-            for key in ("run_id", "method", "status"):
+            for key in required:
                 if not isinstance(record.get(key), str):
                     raise InputError(path, lineno, key, "missing or not a string (expected a run record)")
-            record["_suite_dir"] = str(Path(suite_dir))
             records.append(record)
     return records
 
