@@ -1,6 +1,6 @@
 """One training run over several processes (data parallel), started by torchrun:
 
-    torchrun --standalone --nproc_per_node 2 -m bench.ddp --suite table9 --methods r2_tuning [run_all options]
+    torchrun --standalone --nproc_per_node 2 -m r2bench.bench.ddp --suite table9 --methods r2_tuning [run_all options]
 
 Every process runs the same command; rank 0 prepares the data and weights, writes the ledger,
 checkpoints and tables, and the others only train with it, one run at a time. Each batch is
@@ -33,13 +33,13 @@ def device_argv(argv: list[str], local_rank: int, cuda: bool) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from bench.threads import configure_early, threads_from_argv
+    from r2bench.bench.threads import configure_early, threads_from_argv
     configure_early(threads_from_argv(argv))
     import torch
     import torch.distributed as dist
 
     if "LOCAL_RANK" not in os.environ:
-        print("bench.ddp is started by torchrun: torchrun --standalone --nproc_per_node N -m bench.ddp ...",
+        print("bench.ddp is started by torchrun: torchrun --standalone --nproc_per_node N -m r2bench.bench.ddp ...",
               file=sys.stderr)
         return 2
     local_rank = int(os.environ["LOCAL_RANK"])
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         if dist.get_rank() != 0:
             logging.getLogger().setLevel(logging.WARNING)
             argv = [*argv, "--quiet"] if "--quiet" not in argv else argv
-        import run_all
-        return run_all.main(device_argv(argv, local_rank, cuda))
+        from r2bench.cli import run_main
+        return run_main(device_argv(argv, local_rank, cuda))
     finally:
         dist.destroy_process_group()
 

@@ -1,4 +1,4 @@
-"""Score a prediction file: ``python -m bench.evaluate --dataset NAME GT.jsonl PRED.jsonl``.
+"""Score a prediction file: ``python -m r2bench.bench.evaluate --dataset NAME GT.jsonl PRED.jsonl``.
 
 The dataset (``datasets.registry``) names the reader of the ground truth and the metric. Prints
 the brief metrics as JSON (the whole nested result with ``--full``); ``--per-query OUT.csv``
@@ -11,14 +11,14 @@ import argparse
 import json
 import sys
 
-from bench.metrics import evaluate, get_metric, load_submission
-from datasets.errors import InputError
-from datasets.io import atomic_write
-from datasets.registry import DATASETS, get_dataset
+from r2bench.bench.metrics import evaluate, get_metric, load_submission
+from r2bench.core.errors import InputError
+from r2bench.core.io import atomic_write
+from r2bench.datasets.registry import DATASETS, get_dataset
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="r2bench evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     parser.add_argument("ground_truth", help="annotation file with labels, in the dataset's format")
     parser.add_argument("predictions", help="prediction JSONL (Moment-DETR format; vid + pred_saliency_scores "

@@ -1,4 +1,4 @@
-"""Runs of a suite as cluster jobs: ``run_all.py --launcher slurm`` submits every run that is
+"""Runs of a suite as cluster jobs: ``r2bench run --launcher slurm`` submits every run that is
 not done yet as one Slurm job through submitit, waits for them, and renders the tables.
 
 Each job is the same command line narrowed to one run (``--run-id``), so a job runs exactly
@@ -23,7 +23,9 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from datasets.io import REPO_ROOT
+import os
+
+from r2bench.core.io import PACKAGE_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,15 @@ def job_argv(argv: list[str], run_id: str, suite: str) -> list[str]:
 def job_command(argv: list[str], run_id: str, suite: str, gpus: int) -> list[str]:
     if gpus > 1:
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}",
-                "-m", "bench.ddp", *job_argv(argv, run_id, suite)]
-    return [sys.executable, str(REPO_ROOT / "run_all.py"), *job_argv(argv, run_id, suite)]
+                "-m", "r2bench.bench.ddp", *job_argv(argv, run_id, suite)]
+    return [sys.executable, "-m", "r2bench", "run", *job_argv(argv, run_id, suite)]
+
+
+def job_env() -> dict[str, str]:
+    """The job's environment: this one, with this r2bench importable (a checkout need not be installed)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT.parent), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def check_launcher(args) -> None:
@@ -114,7 +123,7 @@ def submit_and_collect(todo, args, ledger) -> dict[str, str]:
     gpus = args.gpus_per_run if args.device != "cpu" else 1
     with executor.batch():
         jobs = [(spec, ctx, run_id, executor.submit(submitit.helpers.CommandFunction(
-            job_command(args.argv, run_id, ctx.suite, gpus), cwd=str(REPO_ROOT)))) for spec, ctx, run_id in todo]
+            job_command(args.argv, run_id, ctx.suite, gpus), cwd=os.getcwd(), env=job_env()))) for spec, ctx, run_id in todo]
     log.info("submitted %d job(s) (%s): %s", len(jobs), args.launcher, ", ".join(j.job_id for *_, j in jobs))
     outcome = {}
     for spec, ctx, run_id, job in jobs:
@@ -126,7 +135,7 @@ def submit_and_collect(todo, args, ledger) -> dict[str, str]:
             reason = f"job {job.job_id} ended with {type(e).__name__}: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else ''}"
         record = next((r for r in ledger.records() if r["run_id"] == run_id), None)
         if record is None or record.get("status") == "running":
-            from bench.run import base_record
+            from r2bench.bench.run import base_record
             failed = base_record(spec, ctx, run_id)
             failed.update(status="failed", error=reason or f"job {job.job_id} left no record",
                           job_id=job.job_id, wall_s=round(time.perf_counter() - start, 1),

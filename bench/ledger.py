@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 from filelock import FileLock
 
-from datasets.io import atomic_write
-from reports.records import LEDGER_NAME, read_ledger
+from r2bench.core.io import atomic_write
+from r2bench.reports.records import LEDGER_NAME, read_ledger
 
 LOCK_NAME = ".ledger.lock"
 ATTEMPT_KEYS = ("status", "error", "fault", "started", "wall_s", "code_version", "device")

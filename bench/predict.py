@@ -1,10 +1,10 @@
-"""Inference on one video: the :class:`Predictor` API and ``python -m bench.predict``.
+"""Inference on one video: the :class:`Predictor` API and ``python -m r2bench.bench.predict``.
 
 The video is decoded and run through the (frozen or tuned) CLIP image tower once
 (:meth:`Predictor.encode_video`); every query is then answered from those tapped features
 (:meth:`Predictor.predict`), so that many queries cost one video encoding::
 
-    from bench.predict import Predictor
+    from r2bench.bench.predict import Predictor
     p = Predictor.from_run("results/table1/runs/<run_id>")        # checkpoint + model.json
     p.encode_video("video.mp4")
     for line in p.predict(["a man plays guitar", "a dog runs"]):
@@ -12,8 +12,8 @@ The video is decoded and run through the (frozen or tuned) CLIP image tower once
 
 Command line (one JSON line per query, in the submission format, windows cut to ``--top``)::
 
-    python -m bench.predict RUN_DIR video.mp4 -q "a man plays guitar" -q "a dog runs" [--top 5]
-    python -m bench.predict --checkpoint ckpt.safetensors --method r2_tuning --weights ViT-B-32.pt \\
+    python -m r2bench.bench.predict RUN_DIR video.mp4 -q "a man plays guitar" -q "a dog runs" [--top 5]
+    python -m r2bench.bench.predict --checkpoint ckpt.safetensors --method r2_tuning --weights ViT-B-32.pt \\
         --fps 0.5 video.mp4 -q "..."
 
 The answers are the suite's: same frames (decord at the model's frame rate, as
@@ -30,15 +30,15 @@ from pathlib import Path
 
 import torch
 
-from bench.train import autocast_for, load_checkpoint
-from datasets.errors import InputError
-from datasets.io import atomic_write
-from datasets.prepare import encode_frames
-from datasets.registry import parse_overrides
-from datasets.video import read_frames, video_duration
-from datasets.vtg import num_clips
-from methods.backbone import Backbone, BackboneError, trim_text_ids
-from methods.registry import build_model
+from r2bench.bench.train import autocast_for, load_checkpoint
+from r2bench.core.errors import InputError
+from r2bench.core.io import atomic_write
+from r2bench.datasets.prepare import encode_frames
+from r2bench.datasets.registry import parse_overrides
+from r2bench.datasets.video import read_frames, video_duration
+from r2bench.datasets.vtg import num_clips
+from r2bench.methods.backbone import Backbone, BackboneError, trim_text_ids
+from r2bench.methods.registry import build_model
 
 MODEL_FILE = "model.json"          # beside a run's checkpoint.safetensors: how to rebuild the model
 CHECKPOINT_FILE = "checkpoint.safetensors"
@@ -170,7 +170,7 @@ def _config_fields(config: dict) -> dict:
 # --------------------------------------------------------------------------- command line
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.predict", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="r2bench predict", description=__doc__.splitlines()[0])
     p.add_argument("paths", nargs="+", metavar="[RUN_DIR] VIDEO",
                    help="a run folder (runs/<run_id>: checkpoint.safetensors + model.json) and a video file; "
                         "with --checkpoint, only the video")

@@ -3,34 +3,42 @@ from __future__ import annotations
 
 import hashlib
 import platform
+from pathlib import Path
 import subprocess
 from functools import lru_cache
 
 import torch
 
-from datasets.io import REPO_ROOT
+from r2bench.core.io import PACKAGE_ROOT, REPO_ROOT
 
 # The packages whose code decides a run's numbers (reports, tests and docs do not).
-CODE_PACKAGES = ("methods", "datasets", "bench")
+CODE_PACKAGES = ("core", "methods", "datasets", "bench")
+
+
+def _package_dir(name: str) -> Path:
+    """Where ``r2bench.<name>`` lives: ``r2bench/<name>`` in a wheel, ``<checkout>/<name>`` in a checkout."""
+    return PACKAGE_ROOT / name if (PACKAGE_ROOT / name).is_dir() else (REPO_ROOT or PACKAGE_ROOT) / name
 
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """``code-<digest>``: a digest of every ``.py`` file under :data:`CODE_PACKAGES` and
-    ``run_all.py`` — what decides whether a finished run still counts and whether runs may be
+    """``code-<digest>``: a digest of every ``.py`` file of :data:`CODE_PACKAGES` (named by
+    its path inside its package, so a checkout and the wheel built from it agree) — what decides whether a finished run still counts and whether runs may be
     pooled. It is the code, not the commit: a commit that touches only docs or tests keeps the
     version (and every finished run); an uncommitted edit of the code changes it."""
     h = hashlib.blake2b(digest_size=6)
-    files = sorted(p for pkg in CODE_PACKAGES for p in (REPO_ROOT / pkg).rglob("*.py"))
-    for path in [*files, REPO_ROOT / "run_all.py"]:
-        if path.is_file():
-            h.update(str(path.relative_to(REPO_ROOT)).encode())
+    for pkg in CODE_PACKAGES:
+        folder = _package_dir(pkg)
+        for path in sorted(folder.rglob("*.py")):
+            h.update(f"{pkg}/{path.relative_to(folder).as_posix()}".encode())
             h.update(path.read_bytes())
     return f"code-{h.hexdigest()}"
 
 
 def git_commit() -> str | None:
-    """The checkout's commit (short), for provenance only; None without git."""
+    """The checkout's commit (short), for provenance only; None without git or outside a checkout."""
+    if REPO_ROOT is None:
+        return None
     try:
         return subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=10", "HEAD"], capture_output=True,
                               text=True, timeout=5, check=True).stdout.strip() or None

@@ -22,8 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from datasets.io import atomic_write
-from methods.checkpoints import tensors_checksum
+from r2bench.core.io import atomic_write
+from r2bench.methods.checkpoints import tensors_checksum
 
 log = logging.getLogger(__name__)
 

@@ -34,18 +34,18 @@ from pathlib import Path
 
 import torch
 
-from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
-from bench.metrics import evaluate
-from bench.distributed import World
-from bench.predict import CHECKPOINT_FILE, write_model_card
-from bench.provenance import code_version, device_info, git_commit, versions
-from bench.resume import RESUME_NAME
-from bench.train import Resume, TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
-from datasets.io import atomic_write, cache_dir
-from datasets.registry import Dataset
-from datasets.vtg import FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for, warn_long_queries
-from methods.backbone import RANDOM_INIT, Backbone, weights_digest
-from methods.registry import build_model, get_method
+from r2bench.bench.measure import count_params, cuda_peak_memory, estimate_peak_memory, params_in_paper_unit, throughput
+from r2bench.bench.metrics import evaluate
+from r2bench.bench.distributed import World
+from r2bench.bench.predict import CHECKPOINT_FILE, write_model_card
+from r2bench.bench.provenance import code_version, device_info, git_commit, versions
+from r2bench.bench.resume import RESUME_NAME
+from r2bench.bench.train import Resume, TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
+from r2bench.core.io import atomic_write, cache_dir
+from r2bench.datasets.registry import Dataset
+from r2bench.datasets.vtg import FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for, warn_long_queries
+from r2bench.methods.backbone import RANDOM_INIT, Backbone, weights_digest
+from r2bench.methods.registry import build_model, get_method
 
 log = logging.getLogger(__name__)
 

@@ -48,12 +48,12 @@ from safetensors.torch import save as save_safetensors
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from bench.distributed import World
-from bench.resume import ResumeRefused, read_resume, restore, save_resume
-from datasets.io import atomic_write
-from datasets.vtg import VTGDataset, collate
-from methods.checkpoints import CHECKSUM_KEY, tensors_checksum
-from methods.model import TransferModel
+from r2bench.bench.distributed import World
+from r2bench.bench.resume import ResumeRefused, read_resume, restore, save_resume
+from r2bench.core.io import atomic_write
+from r2bench.datasets.vtg import VTGDataset, collate
+from r2bench.methods.checkpoints import CHECKSUM_KEY, tensors_checksum
+from r2bench.methods.model import TransferModel
 
 log = logging.getLogger(__name__)
 

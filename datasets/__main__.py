@@ -1,4 +1,4 @@
-"""Summarise an annotation file: ``python -m datasets --dataset NAME FILE``.
+"""Summarise an annotation file: ``python -m r2bench.datasets --dataset NAME FILE``.
 
 Reads FILE with the dataset's reader (every record validated; ground truth may be absent, as
 in a test split) and prints JSON: ``num_queries``, ``num_videos``, duration statistics (per
@@ -16,9 +16,9 @@ from collections import Counter
 
 import numpy as np
 
-from datasets.errors import InputError
-from datasets.formats.base import ClampWarning, Sample
-from datasets.registry import DATASETS, DatasetSpec, get_dataset
+from r2bench.core.errors import InputError
+from r2bench.datasets.formats.base import ClampWarning, Sample
+from r2bench.datasets.registry import DATASETS, DatasetSpec, get_dataset
 
 
 def _stats(values: list[float], digits: int = 2) -> dict | None:
@@ -67,7 +67,7 @@ def summarize(spec: DatasetSpec, samples: list[Sample], clamped: int = 0) -> dic
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m datasets", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m r2bench.datasets", description=__doc__.splitlines()[0])
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     p.add_argument("file", help="annotation file in the dataset's format")
     args = p.parse_args(argv)

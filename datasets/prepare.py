@@ -1,6 +1,6 @@
 """Prepare a real video folder: decode, encode with the frozen CLIP, cache per-layer features.
 
-    python -m datasets.prepare --dataset qvhighlights --annotations highlight_val_release.jsonl \\
+    python -m r2bench.datasets.prepare --dataset qvhighlights --annotations highlight_val_release.jsonl \\
         --video-dir videos/ --weights ViT-B-32.pt [--backbone ViT-B-32] [--k 4 | --layers all] \\
         [--points block] [--layout full|cls-pooled] [--workers N] [--device auto]
 
@@ -36,13 +36,13 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from datasets.errors import InputError
-from datasets.features.cache import FeatureCache
-from datasets.io import atomic_write, cache_dir
-from datasets.video import video_identity
-from methods.hooks import Taps
+from r2bench.core.errors import InputError
+from r2bench.datasets.features.cache import FeatureCache
+from r2bench.core.io import atomic_write, cache_dir
+from r2bench.datasets.video import video_identity
+from r2bench.methods.hooks import Taps
 
-log = logging.getLogger("datasets.prepare")
+log = logging.getLogger(__name__)
 
 LAYOUTS = ("full", "cls-pooled")
 
@@ -97,7 +97,7 @@ def _init_worker() -> None:
 
 def _decode(vid: str, path: str, fps: float, size: int) -> tuple[str, np.ndarray | None, str | None]:
     """``(vid, uint8 frames (T, S, S, 3), None)`` or ``(vid, None, reason)``; never raises."""
-    from datasets.video import read_frames
+    from r2bench.datasets.video import read_frames
     try:
         return vid, read_frames(path, fps, size), None
     except InputError as e:
@@ -223,7 +223,7 @@ def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.Pa
     The report is written (atomically) also when the run is interrupted, with ``status``
     ``interrupted``; otherwise ``complete`` or ``incomplete`` (some videos skipped).
     """
-    from datasets.registry import get_dataset
+    from r2bench.datasets.registry import get_dataset
     spec = get_dataset(dataset)
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout '{layout}' (known: {', '.join(LAYOUTS)})")
@@ -302,8 +302,8 @@ def _taps(args, backbone) -> Taps:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from datasets.registry import DATASETS
-    p = argparse.ArgumentParser(prog="python -m datasets.prepare", description=__doc__.splitlines()[0],
+    from r2bench.datasets.registry import DATASETS
+    p = argparse.ArgumentParser(prog="r2bench prepare", description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--dataset", required=True, choices=sorted(DATASETS))
     p.add_argument("--annotations", required=True, help="annotation file naming the videos (any split)")
@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
-    from methods.backbone import Backbone, BackboneError
+    from r2bench.methods.backbone import Backbone, BackboneError
     if args.weights is None and not args.random_init:
         log.error("error: pass --weights CKPT (a local CLIP checkpoint) or --random-init")
         return 2

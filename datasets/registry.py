@@ -28,12 +28,12 @@ from pathlib import Path, PurePath
 from types import MappingProxyType
 from typing import Any, Callable, Collection, Mapping, Sequence
 
-from datasets.errors import InputError
-from datasets.formats import get_reader
-from datasets.formats import tvsum as tvsum_format
-from datasets.formats import youtube as youtube_format
-from datasets.formats.base import Sample
-from datasets.io import SHARED_DIR
+from r2bench.core.errors import InputError
+from r2bench.datasets.formats import get_reader
+from r2bench.datasets.formats import tvsum as tvsum_format
+from r2bench.datasets.formats import youtube as youtube_format
+from r2bench.datasets.formats.base import Sample
+from r2bench.core.io import SHARED_DIR
 
 TASKS = ("mr", "hd")          # moment retrieval, highlight detection
 VIDEO_EXTS = (".mp4", ".mkv", ".avi", ".webm", ".mov")
@@ -73,7 +73,7 @@ class Preset:
 
 
 def _head_keys() -> tuple[str, ...]:
-    from methods.head.config import HeadConfig   # imported when needed: it brings torch along
+    from r2bench.methods.head.config import HeadConfig   # imported when needed: it brings torch along
     return tuple(f.name for f in dataclasses.fields(HeadConfig))
 
 
@@ -132,7 +132,7 @@ def parse_overrides(items: Sequence[str], train_keys: Collection[str] | None = N
 
 def check_head(head: Mapping[str, Any], where: str = "<preset>") -> None:
     """Build ``HeadConfig(**head)`` so that a bad value fails now, naming the key."""
-    from methods.head.config import HeadConfig
+    from r2bench.methods.head.config import HeadConfig
     unknown = set(head) - set(_head_keys())
     if unknown:
         raise _unknown("head", sorted(unknown)[0], _head_keys())
@@ -483,19 +483,19 @@ register_dataset(DatasetSpec(
 # --------------------------------------------------------------------------- the built-in benchmark
 
 def _generate_synthetic(progress: bool, size: str | None, seed: int = 0, **sizes) -> Path:
-    from datasets.synthetic.generator import generate
-    from datasets.synthetic.presets import DEFAULT_SIZE, SIZES
+    from r2bench.datasets.synthetic.generator import generate
+    from r2bench.datasets.synthetic.presets import DEFAULT_SIZE, SIZES
     return generate(seed=seed, progress=progress, **{**SIZES[size or DEFAULT_SIZE], **sizes})
 
 
 def _synthetic_presets() -> dict[str, Preset]:
-    from datasets.synthetic.presets import PRESETS
+    from r2bench.datasets.synthetic.presets import PRESETS
     return {size: Preset(train=dict(p["train"]), head={**p["head"], "window_unit": 2.0})   # one clip
             for size, p in PRESETS.items()}
 
 
 def _synthetic_version(size: str | None) -> str:
-    from datasets.synthetic.presets import DEFAULT_SIZE, benchmark_version
+    from r2bench.datasets.synthetic.presets import DEFAULT_SIZE, benchmark_version
     return benchmark_version(size or DEFAULT_SIZE)
 
 
@@ -527,19 +527,19 @@ def synthetic_dataset(seed: int = 0, progress: bool = True, size: str = "default
 # 20 annotators' 1–5 scores: TVSum's task).
 
 def _generate_synthetic_mr(progress: bool, size: str | None) -> Path:
-    from datasets.synthetic.standins import moment_retrieval
+    from r2bench.datasets.synthetic.standins import moment_retrieval
     return moment_retrieval(_generate_synthetic(progress, size))
 
 
 def _generate_highlights(kind: str, progress: bool, size: str | None) -> Path:
-    from datasets.synthetic.standins import highlights
+    from r2bench.datasets.synthetic.standins import highlights
     return highlights(kind, size=size or "default", progress=progress)
 
 
 def _standin_version(kind: str, size: str | None) -> str:
     """E.g. ``synthetic-hdb1-g2c2-default``: the stand-in's kind and version, then the built-in
     benchmark's generator and tiny-CLIP versions and the size."""
-    from datasets.synthetic.standins import STANDIN_VERSION
+    from r2bench.datasets.synthetic.standins import STANDIN_VERSION
     return _synthetic_version(size).replace("synthetic-", f"synthetic-{kind}{STANDIN_VERSION}-", 1)
 
 

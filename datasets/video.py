@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datasets.errors import InputError
+from r2bench.core.errors import InputError
 
 
 def _open(path: str | PathLike):

@@ -16,14 +16,14 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from datasets import registry
-from datasets.features.cache import FeatureCache
-from datasets.formats.base import Sample
-from datasets.prepare import encode_frames, feature_key
-from datasets.errors import InputError
-from datasets.video import read_frames, video_identity
-from methods.backbone import trim_text_ids
-from methods.head.losses import widen_windows
+from r2bench.datasets import registry
+from r2bench.datasets.features.cache import FeatureCache
+from r2bench.datasets.formats.base import Sample
+from r2bench.datasets.prepare import encode_frames, feature_key
+from r2bench.core.errors import InputError
+from r2bench.datasets.video import read_frames, video_identity
+from r2bench.methods.backbone import trim_text_ids
+from r2bench.methods.head.losses import widen_windows
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock
 from torch import Tensor, nn
 
-from methods.checkpoints import check_checkpoint, verify_safetensors
-from methods.hooks import BlockHooks, Taps, TowerContext, overridden
+from r2bench.methods.checkpoints import check_checkpoint, verify_safetensors
+from r2bench.methods.hooks import BlockHooks, Taps, TowerContext, overridden
 
 log = logging.getLogger(__name__)
 

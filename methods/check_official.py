@@ -1,7 +1,7 @@
 """Check the head under the ``official`` protocol against a golden fixture case made with the
 authors' public code (../shared/data/official_fixtures/<case>/, described in its README.md).
 
-    python -m methods.check_official CASE_DIR [CASE_DIR ...]
+    python -m r2bench.methods.check_official CASE_DIR [CASE_DIR ...]
 
 Prints JSON: for every expected tensor, the largest absolute difference and whether it is
 within the tolerance (1e-4, float32; masks, points and classification targets exactly).
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from methods.head import (PROTOCOLS, GroundingHead, HeadConfig, assign_targets, decode_sample, head_losses, output_saliency,
+from r2bench.methods.head import (PROTOCOLS, GroundingHead, HeadConfig, assign_targets, decode_sample, head_losses, output_saliency,
                           regression_range, widen_windows)
 
 TOLERANCE = 1e-4

@@ -204,7 +204,7 @@ def fitting_configs(info: CheckpointInfo) -> list[str]:
 def check_checkpoint(name: str, weights: str | os.PathLike) -> dict:
     """Refuse a checkpoint that does not fit the open_clip config ``name`` (BackboneError saying
     what to pass instead); return the ``open_clip.create_model`` keyword arguments that load it."""
-    from methods.backbone import BackboneError   # defined there; imported late (backbone imports us)
+    from r2bench.methods.backbone import BackboneError   # defined there; imported late (backbone imports us)
     try:
         info = inspect_checkpoint(weights)
     except Exception as e:     # torch/safetensors/zip errors of a damaged file: name the file, not their advice

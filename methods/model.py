@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from methods.backbone import Backbone
-from methods.head import GroundingHead, HeadConfig, HeadOutput, decode, head_losses
-from methods.hooks import BlockHooks, Taps
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.head import GroundingHead, HeadConfig, HeadOutput, decode, head_losses
+from r2bench.methods.hooks import BlockHooks, Taps
 
 
 @dataclass

@@ -18,8 +18,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from methods.backbone import Backbone
-from methods.model import TransferModel
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.model import TransferModel
 
 CATEGORIES = ("frozen", "full", "PETL", "METL")
 GRADIENT_CATEGORIES = ("full", "PETL")   # gradients flow through the backbone
@@ -61,7 +61,7 @@ def register(name: str, *, label: str, category: str, config: type):
 
 
 def get_method(name: str) -> MethodEntry:
-    import methods.tuners  # noqa: F401  (imports every method file, filling the registry)
+    import r2bench.methods.tuners  # noqa: F401  (imports every method file, filling the registry)
     if name not in REGISTRY:
         raise KeyError(f"unknown method '{name}'; available: {sorted(REGISTRY)}")
     return REGISTRY[name]
@@ -69,7 +69,7 @@ def get_method(name: str) -> MethodEntry:
 
 def registered() -> list[str]:
     """Names of every registered method, in registration order."""
-    import methods.tuners  # noqa: F401
+    import r2bench.methods.tuners  # noqa: F401
     return list(REGISTRY)
 
 

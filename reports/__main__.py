@@ -1,4 +1,4 @@
-"""``python -m reports OUT_DIR``: render every suite under OUT_DIR and write report.html + report.md.
+"""``python -m r2bench.reports OUT_DIR``: render every suite under OUT_DIR and write report.html + report.md.
 
 Checkpoint figures (attention maps, layer similarity, qualitative) need the backbone weights
 and the dataset's videos: the built-in benchmark and its tiny CLIP are found on their own;
@@ -10,13 +10,13 @@ import argparse
 import logging
 import sys
 
-from datasets.errors import InputError
-from reports.figures.sources import Sources
-from reports.report import write_report
+from r2bench.core.errors import InputError
+from r2bench.reports.figures.sources import Sources
+from r2bench.reports.report import write_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m reports", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="r2bench report", description=__doc__.splitlines()[0])
     p.add_argument("out_dir", help="folder holding suite folders (each with a ledger.jsonl), e.g. out/")
     p.add_argument("--report-dir", help="where report.html and report.md go (default: OUT_DIR)")
     p.add_argument("--weights", nargs="+", default=[], help="backbone checkpoint files the runs used")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from datasets.errors import InputError
+from r2bench.core.errors import InputError
 
 LEDGER_NAME = "ledger.jsonl"
 PER_QUERY_NAME = "per_query.csv"

@@ -1,7 +1,7 @@
 """Render one suite from its ledger: its tables (Markdown, LaTeX, CSV) and its figures (PNG, PDF).
 
 Which tables and figures a suite has is decided here, by the suite's name (the ``suite``
-field of its records), so ``python -m reports`` can render any suite folder without
+field of its records), so ``python -m r2bench.reports`` can render any suite folder without
 ``bench``. A suite this module does not know gets a generic table (its rows, the five
 QVHighlights metrics, parameters and memory; the first row is the reference).
 
@@ -16,12 +16,12 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reports import records as rec
-from reports.figures.sources import FigureSkipped, Sources, check_run
-from reports.tables import datasets as dataset_tables
-from reports.tables import table6, table9
-from reports.tables.ablations import LAYOUTS, TABLE5
-from reports.tables.common import Column, Layout, Row, Table, build_table, default_row, write_table
+from r2bench.reports import records as rec
+from r2bench.reports.figures.sources import FigureSkipped, Sources, check_run
+from r2bench.reports.tables import datasets as dataset_tables
+from r2bench.reports.tables import table6, table9
+from r2bench.reports.tables.ablations import LAYOUTS, TABLE5
+from r2bench.reports.tables.common import Column, Layout, Row, Table, build_table, default_row, write_table
 
 log = logging.getLogger(__name__)
 FIGURES_DIR = "figures"
@@ -98,12 +98,12 @@ def _first_run(records: list[dict], row: str, layout: Layout) -> dict | None:
 def figure_jobs(suite: str, records: list[dict], layout: Layout, out: Path, sources: Sources) -> list:
     """(name, caption, thunk) for every figure of the suite; a thunk returns paths or
     [(caption, paths)] (several figures) and may raise ``FigureSkipped``."""
-    from reports.figures import fig7, tradeoff   # ledger-only figures; model figures import torch when drawn
+    from r2bench.reports.figures import fig7, tradeoff   # ledger-only figures; model figures import torch when drawn
 
     def model_figure(name: str, record: dict, checkpoint: bool = True):
         import importlib
         check_run(record, sources, checkpoint=checkpoint)   # before importing torch
-        return importlib.import_module(f"reports.figures.{name}")
+        return importlib.import_module(f"r2bench.reports.figures.{name}")
 
     jobs = []
     trained = [r for r in records if r.get("status") == "ok"]

@@ -16,12 +16,12 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from datasets.errors import InputError
-from datasets.io import atomic_write
-from reports import records as rec
-from reports.figures.sources import Sources
-from reports.render import Rendered, render_suite
-from reports.tables.common import TableError, to_html, to_markdown
+from r2bench.core.errors import InputError
+from r2bench.core.io import atomic_write
+from r2bench.reports import records as rec
+from r2bench.reports.figures.sources import Sources
+from r2bench.reports.render import Rendered, render_suite
+from r2bench.reports.tables.common import TableError, to_html, to_markdown
 
 log = logging.getLogger(__name__)
 SUITE_ORDER = ("table9", "table5", "table6", "table10", "table11", "table12", "fig7")

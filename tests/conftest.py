@@ -49,8 +49,8 @@ def small_bench(tmp_path_factory):
     old = os.environ.get("R2BENCH_CACHE")
     os.environ["R2BENCH_CACHE"] = str(cache)
     try:
-        from datasets.registry import synthetic_dataset
-        from datasets.synthetic.tiny_clip import pretrain
+        from r2bench.datasets.registry import synthetic_dataset
+        from r2bench.datasets.synthetic.tiny_clip import pretrain
         data = synthetic_dataset(progress=False, **SMALL)
         weights, _ = pretrain(seed=0, steps=10, out=cache / "tiny.safetensors", progress=False)
     finally:

@@ -2,9 +2,9 @@
 as frozen CLIP (zero up-projections) and then changes the tokens."""
 import torch
 
-from bench.run import paper_params
-from methods.backbone import Backbone
-from methods.registry import build_model
+from r2bench.bench.run import paper_params
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.registry import build_model
 
 
 def test_count_at_vit_b32():

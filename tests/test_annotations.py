@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from datasets.io import SHARED_DIR
-from datasets.formats import ClampWarning
-from datasets.formats.qvhighlights import Sample, read_jsonl
-from datasets.errors import InputError
+from r2bench.core.io import SHARED_DIR
+from r2bench.datasets.formats import ClampWarning
+from r2bench.datasets.formats.qvhighlights import Sample, read_jsonl
+from r2bench.core.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QVH = SHARED_DIR / "data/annotations/qvhighlights"

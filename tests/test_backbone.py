@@ -3,8 +3,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from methods.backbone import RANDOM_INIT, Backbone, BackboneError, trim_text_ids
-from methods.hooks import BlockHooks, Taps
+from r2bench.methods.backbone import RANDOM_INIT, Backbone, BackboneError, trim_text_ids
+from r2bench.methods.hooks import BlockHooks, Taps
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.metrics.qvhighlights import load_submission
-from datasets.errors import InputError
-from datasets.formats import ClampWarning
-from datasets.formats.qvhighlights import read_jsonl
-from datasets.registry import get_dataset
-from datasets.video import read_frames
-from datasets.vtg import SHORT_VIDEO_ERROR_CLIPS, VTGDataset, warn_long_queries
+from r2bench.bench.metrics.qvhighlights import load_submission
+from r2bench.core.errors import InputError
+from r2bench.datasets.formats import ClampWarning
+from r2bench.datasets.formats.qvhighlights import read_jsonl
+from r2bench.datasets.registry import get_dataset
+from r2bench.datasets.video import read_frames
+from r2bench.datasets.vtg import SHORT_VIDEO_ERROR_CLIPS, VTGDataset, warn_long_queries
 
 GOOD = {"qid": 1, "query": "a dog runs", "duration": 20, "vid": "v1",
         "relevant_clip_ids": [2, 3], "saliency_scores": [[1, 2, 3], [4, 0, 2]], "relevant_windows": [[4, 8]]}
@@ -101,7 +101,7 @@ def test_empty_file(tmp_path):
 
 
 def test_query_longer_than_the_context_is_cut_with_a_warning_naming_its_line(tmp_path, caplog):
-    from methods.backbone import Backbone
+    from r2bench.methods.backbone import Backbone
     backbone = Backbone("R2Bench-Tiny", None)
     long_query = " ".join(["a red square moves left"] * 20)                   # ~100 tokens > 32
     samples = read_jsonl(annotations(tmp_path, second(query=long_query)))

@@ -5,15 +5,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.run import paper_params
-from datasets.features.cache import FeatureCache
-from datasets.vtg import collate, extract_features
-from methods.backbone import Backbone
-from methods.hooks import Taps
-from methods.model import LayerTokens
-from methods.registry import build_model
+from r2bench.bench.run import paper_params
+from r2bench.datasets.features.cache import FeatureCache
+from r2bench.datasets.vtg import collate, extract_features
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.hooks import Taps
+from r2bench.methods.model import LayerTokens
+from r2bench.methods.registry import build_model
 from tests.tiny_models import random_backbone_state, tiny_model
-from methods.tuners.losa import TokenMixer
+from r2bench.methods.tuners.losa import TokenMixer
 
 SMALL_HEAD = dict(hidden=32, heads=4, ffn=64, dropout=0.0, drop_path=0.0)
 HEAD = 2_836_236      # the shared head (K=1) at ViT-B/32: "w/o Tuning"

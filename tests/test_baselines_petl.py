@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from bench.run import paper_params
-from bench.train import TrainConfig, build_optimizer, make_step_state, train_step
-from datasets.vtg import collate
-from methods.hooks import Taps, TowerContext
+from r2bench.bench.run import paper_params
+from r2bench.bench.train import TrainConfig, build_optimizer, make_step_state, train_step
+from r2bench.datasets.vtg import collate
+from r2bench.methods.hooks import Taps, TowerContext
 from tests.tiny_models import random_backbone_state, tiny_model
-from methods.tuners.lora import LORA_TARGETS
-from methods.tuners.vop import VARIANTS, ContextModule
+from r2bench.methods.tuners.lora import LORA_TARGETS
+from r2bench.methods.tuners.vop import VARIANTS, ContextModule
 
 HEAD = 2_836_236            # the shared head with K = 1 at ViT-B/32 ("w/o Tuning")
 SMALL_HEAD = dict(hidden=32, heads=4, ffn=64, dropout=0.1)

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from methods.backbone import Backbone, BackboneError, check_backbone
-from methods.checkpoints import CheckpointInfo, check_checkpoint, fitting_configs, inspect_checkpoint
+from r2bench.methods.backbone import Backbone, BackboneError, check_backbone
+from r2bench.methods.checkpoints import CheckpointInfo, check_checkpoint, fitting_configs, inspect_checkpoint
 
 
 class _Holder(nn.Module):

@@ -19,15 +19,15 @@ import pytest
 import torch
 from scipy import stats as st
 
-import bench.run
-from bench.metrics.qvhighlights import MAX_PRED_WINDOWS, _mr_ap
-from bench.run import RunContext, RunSpec, execute
-from datasets.registry import synthetic_dataset
-from reports.stats import method_test, paired_test
-from datasets import vtg
-from datasets.synthetic import tiny_clip
-from methods.registry import build_model, get_method
-from methods.backbone import Backbone
+import r2bench.bench.run as bench_run
+from r2bench.bench.metrics.qvhighlights import MAX_PRED_WINDOWS, _mr_ap
+from r2bench.bench.run import RunContext, RunSpec, execute
+from r2bench.datasets.registry import synthetic_dataset
+from r2bench.reports.stats import method_test, paired_test
+from r2bench.datasets import vtg
+from r2bench.datasets.synthetic import tiny_clip
+from r2bench.methods.registry import build_model, get_method
+from r2bench.methods.backbone import Backbone
 
 SIZES = dict(n_train=48, n_val=40, n_test=0, duration=60)
 TRAIN = dict(epochs=10, batch_size=8, warmup_iters=5, lr_drop_epoch=None)
@@ -49,7 +49,7 @@ def runs(tmp_path_factory):
     try:
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("R2BENCH_CACHE", str(root))
-            mp.setattr(bench.run, "paper_memory", lambda *a: (0.0, "skipped"))   # not what this tests
+            mp.setattr(bench_run, "paper_memory", lambda *a: (0.0, "skipped"))   # not what this tests
             spec = synthetic_dataset(progress=False, size="small", **SIZES)
             model, _ = tiny_clip.train(seed=0, steps=200, batch_size=32, n_heldout=16, progress=False)
             weights = tiny_clip.save(model, root / "tiny.safetensors", {})

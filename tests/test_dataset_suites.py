@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.io import SHARED_DIR
+from r2bench.core.io import SHARED_DIR
 
-from bench.suites import SUITES, DatasetSuite
-from bench.suites.datasets import bindings, given_data, parse_data
-from datasets.errors import InputError
-from datasets.registry import get_dataset
-from datasets.synthetic import standins
-from reports.tables import datasets as dataset_tables
-from reports.tables.common import MISSING, write_table
+from r2bench.bench.suites import SUITES, DatasetSuite
+from r2bench.bench.suites.datasets import bindings, given_data, parse_data
+from r2bench.core.errors import InputError
+from r2bench.datasets.registry import get_dataset
+from r2bench.datasets.synthetic import standins
+from r2bench.reports.tables import datasets as dataset_tables
+from r2bench.reports.tables.common import MISSING, write_table
 from tests.reports_fixtures import SuiteDir
 
 
@@ -91,7 +91,7 @@ def test_graded_highlight_video_has_twenty_annotators_scoring_one_to_five():
 def test_highlight_stand_in_files_read_with_the_real_readers(tmp_path, monkeypatch):
     monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path))
     root = standins.highlights("graded", size="small", progress=False, n_train=1, n_val=1, duration=10)
-    from datasets.formats.tvsum import read_tvsum
+    from r2bench.datasets.formats.tvsum import read_tvsum
     val = read_tvsum(root / "annotations" / "val.jsonl", domains=standins.HD_DOMAINS)
     assert len(val) == 4 and {s.domain for s in val} == set(standins.HD_DOMAINS)
     assert all(s.query == s.domain and len(s.saliency[0]) == 20 for s in val)
@@ -180,8 +180,8 @@ def test_real_data_binds_one_dataset_per_domain(tmp_path, suite, dataset, n_doma
 
 
 def test_stand_in_size_keeps_the_overrides(monkeypatch, tmp_path):
-    from bench.suites import datasets as suites_datasets
-    from datasets.registry import DatasetSpec
+    from r2bench.bench.suites import datasets as suites_datasets
+    from r2bench.datasets.registry import DatasetSpec
     monkeypatch.setattr(DatasetSpec, "bind", lambda self, *a, **k: self)   # nothing generated: the spec only
     args = Namespace(suite="table4", set=["train.epochs=3", "head.dropout=0.2"], size="small", backbone=None,
                      weights=str(tmp_path / "w.safetensors"), random_init=False, quiet=True)

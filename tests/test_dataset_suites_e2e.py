@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import run_all
-from datasets.registry import get_dataset
-from datasets.synthetic.tiny_clip import pretrain
+from r2bench import cli
+
+from r2bench.bench import orchestrate
+from r2bench.datasets.registry import get_dataset
+from r2bench.datasets.synthetic.tiny_clip import pretrain
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +22,7 @@ def table3(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("R2BENCH_CACHE", str(root))
         weights, _ = pretrain(seed=0, steps=40, out=root / "tiny.safetensors", progress=False)
-        rc = run_all.main(["--suite", "table3", "--weights", str(weights), "--epochs", "3", "--out",
+        rc = cli.run_main(["--suite", "table3", "--weights", str(weights), "--epochs", "3", "--out",
                            str(root / "out"), "--quiet", "--device", "cpu"])
         yield dict(rc=rc, out=root / "out" / "table3", root=root)
 
@@ -41,7 +43,7 @@ def test_table3_stand_in_runs_one_model_per_domain_and_renders_the_table(table3)
 
 
 def test_predictor_matches_a_highlight_run(table3, monkeypatch):
-    from bench.predict import Predictor
+    from r2bench.bench.predict import Predictor
     monkeypatch.setenv("R2BENCH_CACHE", str(table3["root"]))
     run = next(json.loads(s) for s in (table3["out"] / "ledger.jsonl").read_text().splitlines()
                if json.loads(s)["status"] == "ok")

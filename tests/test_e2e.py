@@ -9,14 +9,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import run_all
-from bench.ledger import Ledger
-from bench.metrics.qvhighlights import evaluate_qvhighlights
-from bench.run import RunContext, RunSpec, execute
-from datasets import vtg
-from datasets.errors import InputError
-from datasets.registry import synthetic_dataset
-from datasets.synthetic.tiny_clip import pretrain
+from r2bench import cli
+
+from r2bench.bench import orchestrate
+from r2bench.bench.ledger import Ledger
+from r2bench.bench.metrics.qvhighlights import evaluate_qvhighlights
+from r2bench.bench.run import RunContext, RunSpec, execute
+from r2bench.datasets import vtg
+from r2bench.core.errors import InputError
+from r2bench.datasets.registry import synthetic_dataset
+from r2bench.datasets.synthetic.tiny_clip import pretrain
 
 SIZES = dict(n_train=48, n_val=24, n_test=4, duration=40)
 
@@ -113,7 +115,7 @@ def _bad_dataset(tmp_path):
 def test_a_failing_run_is_recorded_with_its_reason_and_the_suite_goes_on(tmp_path, monkeypatch):
     monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path / "cache"))
     ann, videos = _bad_dataset(tmp_path)
-    run_all.main(["--suite", "table9", "--dataset", "qvhighlights", "--annotations", str(ann), "--video-dir",
+    cli.run_main(["--suite", "table9", "--dataset", "qvhighlights", "--annotations", str(ann), "--video-dir",
                   str(videos), "--backbone", "R2Bench-Tiny", "--out", str(tmp_path / "out"), "--quiet",
                   "--methods", "frozen", "r2_tuning"])   # two rows suffice; every registered row would be slow
     records = Ledger(tmp_path / "out" / "table9").records()
@@ -127,22 +129,22 @@ def test_a_failing_run_is_recorded_with_its_reason_and_the_suite_goes_on(tmp_pat
 def test_an_interrupted_suite_resumes_without_redoing_finished_runs(tmp_path, monkeypatch):
     out = tmp_path / "out"
     args = ["--suite", "table9", "--paper-scale", "--out", str(out), "--quiet", "--methods", "frozen", "r2_tuning"]
-    real = run_all.execute
+    real = orchestrate.execute
 
     def crash_on_r2(spec, ctx, run_id):
         if spec.method == "r2_tuning":
             raise KeyboardInterrupt  # the machine dies mid-suite
         return real(spec, ctx, run_id)
 
-    monkeypatch.setattr(run_all, "execute", crash_on_r2)
-    assert run_all.main(args) == 130           # interrupted: recorded, exit status 130
+    monkeypatch.setattr(orchestrate, "execute", crash_on_r2)
+    assert cli.run_main(args) == 130           # interrupted: recorded, exit status 130
     ledger = Ledger(out / "table9_paper_scale")
     first, cut = ledger.records()
     assert first["method"] == "frozen" and first["status"] == "ok"
     assert cut["method"] == "r2_tuning" and cut["status"] == "interrupted"
 
-    monkeypatch.setattr(run_all, "execute", real)
-    assert run_all.main(args) == 0
+    monkeypatch.setattr(orchestrate, "execute", real)
+    assert cli.run_main(args) == 0
     records = ledger.records()
     assert [(r["method"], r["status"]) for r in records] == [("frozen", "ok"), ("r2_tuning", "ok")]
     assert records[0]["started"] == first["started"]  # not re-run
@@ -155,14 +157,14 @@ def test_an_interrupted_suite_resumes_without_redoing_finished_runs(tmp_path, mo
     (["--dataset", "qvhighlights", "--size", "small"], "dataset 'qvhighlights' has no sizes"),
 ])
 def test_bad_command_lines_stop_before_any_run(tmp_path, caplog, argv, message):
-    assert run_all.main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
+    assert cli.run_main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
     assert message in caplog.text
     assert not (tmp_path / "table9").exists()
 
 
 def test_a_corrupt_cached_feature_is_rebuilt_when_read(env, r2_run):
-    from methods.backbone import Backbone
-    from methods.registry import build_model
+    from r2bench.methods.backbone import Backbone
+    from r2bench.methods.registry import build_model
     spec = env["spec"]
     model = build_model("r2_tuning", Backbone("R2Bench-Tiny", env["weights"]), spec.preset.head)
     cache = vtg.feature_cache_for(spec, model, env["root"] / "features")  # the run's cache (R2BENCH_CACHE)
@@ -188,7 +190,7 @@ def _suite_lines(r2_run):
 def test_predictor_returns_the_suites_windows(env, r2_run, monkeypatch):
     """The Predictor (video encoded once, every query from it) answers as the suite's evaluation
     of the same checkpoint did, for every query of two videos."""
-    from bench.predict import Predictor
+    from r2bench.bench.predict import Predictor
     predictor = Predictor.from_run(Path(r2_run["predictions"]).parent)
     by_vid = _suite_lines(r2_run)
     vids = [v for v in by_vid if len(by_vid[v]) > 1][:2]
@@ -208,7 +210,7 @@ def test_predictor_returns_the_suites_windows(env, r2_run, monkeypatch):
 
 
 def test_predict_command_prints_the_top_windows(env, r2_run, capsys):
-    from bench import predict
+    from r2bench.bench import predict
     vid, lines = next(iter(_suite_lines(r2_run).items()))
     rc = predict.main([str(Path(r2_run["predictions"]).parent), str(env["spec"].video_path(vid)),
                        "-q", lines[0]["query"], "--top", "2", "--device", "cpu"])

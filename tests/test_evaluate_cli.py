@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from datasets.io import REPO_ROOT
+from r2bench.core.io import REPO_ROOT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GT = FIXTURES / "qvhighlights_val_excerpt.jsonl"
@@ -19,7 +19,7 @@ BRIEF_KEYS = [
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.evaluate", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "r2bench.bench.evaluate", *map(str, args)],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
 
 

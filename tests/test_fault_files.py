@@ -12,18 +12,19 @@ from pathlib import Path
 import pytest
 import torch
 
-import datasets.synthetic.tiny_clip as T
-import run_all
-from bench.ledger import Ledger
-from datasets.io import TEMP_TAG, _host, atomic_write, clean_orphans, temp_dir_for
-from methods.backbone import BackboneError, check_backbone
-from methods.checkpoints import verify_safetensors
+import r2bench.datasets.synthetic.tiny_clip as T
+from r2bench import cli
+from r2bench.bench import orchestrate
+from r2bench.bench.ledger import Ledger
+from r2bench.core.io import TEMP_TAG, _host, atomic_write, clean_orphans, temp_dir_for
+from r2bench.methods.backbone import BackboneError, check_backbone
+from r2bench.methods.checkpoints import verify_safetensors
 
 REPO = Path(__file__).resolve().parents[1]
 
 WRITER = """
 import sys
-from bench.ledger import Ledger
+from r2bench.bench.ledger import Ledger
 ledger, name, n = Ledger(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 for i in range(n):
     ledger.append({"run_id": f"{name}-{i}", "status": "ok", "metrics": {"x": i}})
@@ -82,7 +83,7 @@ def test_run_all_cleans_orphans_under_out_and_the_cache_before_anything_runs(tmp
     for p in left:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"half")
-    run_all.main(["--report", "--out", str(out), "--quiet"])          # renders nothing: out is empty
+    cli.run_main(["--report", "--out", str(out), "--quiet"])          # renders nothing: out is empty
     assert not any(p.exists() for p in left)
 
 

@@ -7,8 +7,8 @@ import logging
 import pytest
 import torch
 
-import datasets.features.cache as fc
-from datasets.features.cache import FeatureCache
+import r2bench.datasets.features.cache as fc
+from r2bench.datasets.features.cache import FeatureCache
 
 KEY = {"backbone": "ViT-B-32", "weights": "abc123", "fps": 0.5, "layers": [9, 10, 11], "size": 224}
 
@@ -85,7 +85,7 @@ def test_corrupt_entry_detected_deleted_and_rebuilt(tmp_path, caplog, damage):
     cache.put("v", feats())
     path = cache.path_for("v")
     path.write_bytes(damage(path.read_bytes()))
-    with caplog.at_level(logging.WARNING, logger="datasets.features.cache"):
+    with caplog.at_level(logging.WARNING, logger="r2bench.datasets.features.cache"):
         assert cache.get("v") is None
     assert cache.stats.rebuilt == 1 and not path.exists()
     assert str(path) in caplog.text

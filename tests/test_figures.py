@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from reports import records as rec
-from reports.figures import fig7, fig8, fig9, qualitative, tradeoff
-from reports.figures.sources import FigureSkipped, Sources
-from reports.tables import common, table9
-from reports.tables.ablations import FIG7, STRATEGIES, TABLE5, TABLE10
+from r2bench.reports import records as rec
+from r2bench.reports.figures import fig7, fig8, fig9, qualitative, tradeoff
+from r2bench.reports.figures.sources import FigureSkipped, Sources
+from r2bench.reports.tables import common, table9
+from r2bench.reports.tables.ablations import FIG7, STRATEGIES, TABLE5, TABLE10
 from tests.reports_fixtures import SuiteDir, vectors
 
 FPS = 0.5
@@ -44,9 +44,9 @@ def _write_video(path: Path, colour, seconds: int = 16, write_fps: int = 2, size
 def run(tmp_path_factory):
     """A trained-run folder: R²-Tuning (K = 2, random tiny CLIP) with checkpoint, predictions and
     per-query values, on a two-video dataset with two queries on the first video."""
-    from datasets.registry import DatasetSpec, Preset
-    from methods.backbone import Backbone
-    from methods.registry import build_model, get_method
+    from r2bench.datasets.registry import DatasetSpec, Preset
+    from r2bench.methods.backbone import Backbone
+    from r2bench.methods.registry import build_model, get_method
     from safetensors.torch import save_file
 
     root = tmp_path_factory.mktemp("figrun")
@@ -90,7 +90,7 @@ def texts(fig) -> list[str]:
 # ---------------------------------------------------------------- fig8: pooling attention
 
 def test_attention_maps_are_distributions_over_the_patch_grid(run):
-    from reports.figures import runs
+    from r2bench.reports.figures import runs
     model = runs.load_model(run.record, run.sources)
     samples = fig8.pick_video(runs.samples_by_qid(run.record, run.sources))
     assert [s.qid for s in samples] == [0, 1]                    # the video with two queries
@@ -101,7 +101,7 @@ def test_attention_maps_are_distributions_over_the_patch_grid(run):
 
 
 def test_attention_is_uniform_when_the_query_projection_is_zero(run):
-    from reports.figures import runs
+    from r2bench.reports.figures import runs
     model = runs.load_model(run.record, run.sources)
     with torch.no_grad():
         model.head.blocks[0].w_q.weight.zero_()
@@ -167,7 +167,7 @@ def test_fig9_skips_runs_without_layers(run):
 # ---------------------------------------------------------------- qualitative
 
 def test_qualitative_picks_best_and_worst_queries(run, tmp_path):
-    from reports.figures import runs
+    from r2bench.reports.figures import runs
     chosen = qualitative.select(run.record, runs.samples_by_qid(run.record, run.sources), n_best=1, n_worst=1)
     assert chosen == [("0", "success", 90.0, "MR AP"), ("1", "failure", 10.0, "MR AP")]
     out = qualitative.render(run.record, tmp_path, run.sources)
@@ -176,7 +176,7 @@ def test_qualitative_picks_best_and_worst_queries(run, tmp_path):
 
 
 def test_qualitative_figure_has_frames_windows_and_saliency(run):
-    from reports.figures import runs
+    from r2bench.reports.figures import runs
     sample = runs.samples_by_qid(run.record, run.sources)["0"]
     frames = runs.display_frames(run.record, run.sources, "v0", size=32)
     pred = rec.predictions(run.record)[0]

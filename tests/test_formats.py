@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from datasets.errors import InputError
-from datasets.formats import READERS, ClampWarning, get_reader
-from datasets.io import SHARED_DIR
-from datasets.registry import get_dataset
+from r2bench.core.errors import InputError
+from r2bench.datasets.formats import READERS, ClampWarning, get_reader
+from r2bench.core.io import SHARED_DIR
+from r2bench.datasets.registry import get_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ANN = SHARED_DIR / "data" / "annotations"

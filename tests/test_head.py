@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from bench.run import paper_params
-from methods.head import (PROTOCOL_FIELDS, PROTOCOLS, GroundingHead, HeadConfig, HeadOutput, assign_targets, decode,
+from r2bench.bench.run import paper_params
+from r2bench.methods.head import (PROTOCOL_FIELDS, PROTOCOLS, GroundingHead, HeadConfig, HeadOutput, assign_targets, decode,
                           decode_sample, hard_nms, head_losses, info_nce, linear_soft_nms, merged_saliency,
                           regression_range, sampled_nce, saliency_contrastive, widen_windows, window_iou)
-from methods.tuners.frozen import FrozenConfig
+from r2bench.methods.tuners.frozen import FrozenConfig
 
 PAPER_R2_PARAMS = 2_836_242
 

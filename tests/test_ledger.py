@@ -5,8 +5,8 @@ import os
 import pandas as pd
 import pytest
 
-from bench.ledger import LEADING_COLUMNS, TRAILING_COLUMNS, Ledger
-from datasets.errors import InputError
+from r2bench.bench.ledger import LEADING_COLUMNS, TRAILING_COLUMNS, Ledger
+from r2bench.core.errors import InputError
 
 
 def record(run_id, status="ok", metrics=None, **extra):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.measure import (
+from r2bench.bench.measure import (
     count_params,
     cuda_peak_memory,
     estimate_peak_memory,

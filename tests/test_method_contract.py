@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from bench.measure import count_params, estimate_peak_memory
-from bench.train import TrainConfig, build_optimizer, load_checkpoint, make_step_state, save_checkpoint, train_step
-from datasets.vtg import collate
-from methods.backbone import Backbone
-from methods.registry import GRADIENT_CATEGORIES, build_model, get_method, registered
+from r2bench.bench.measure import count_params, estimate_peak_memory
+from r2bench.bench.train import TrainConfig, build_optimizer, load_checkpoint, make_step_state, save_checkpoint, train_step
+from r2bench.datasets.vtg import collate
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.registry import GRADIENT_CATEGORIES, build_model, get_method, registered
 from tests.tiny_models import random_backbone_state
 from tests.tiny_models import tiny_model as shared_tiny_model
 
@@ -183,7 +183,7 @@ def test_cached_features_give_what_frames_give(name, backbone_state):
 
 def test_a_parameter_held_by_a_hook_is_registered(backbone_state):
     """The failure the old interface had: a plain-object hook's parameters were invisible."""
-    from methods.hooks import BlockHooks
+    from r2bench.methods.hooks import BlockHooks
 
     class Adapter(BlockHooks):
         towers = ("video",)
@@ -195,8 +195,8 @@ def test_a_parameter_held_by_a_hook_is_registered(backbone_state):
         def mlp_input(self, i, x, ctx):
             return x + self.scale
 
-    from methods.model import TransferModel
-    from methods.head import HeadConfig
+    from r2bench.methods.model import TransferModel
+    from r2bench.methods.head import HeadConfig
     backbone = Backbone("R2Bench-Tiny")
     model = TransferModel(backbone, HeadConfig(k=1, **SMALL_HEAD), backbone_grad=True, hooks=Adapter(backbone.video_width))
     assert "hooks.scale" in model.learnable_state_dict()

@@ -11,13 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.metrics import METRICS, evaluate, get_metric, load_submission
-from bench.metrics.base import trapezoid_ap
-from bench.metrics.tvsum import lower_median
-from datasets.errors import InputError
-from datasets.formats.base import Sample
-from datasets.io import SHARED_DIR
-from datasets.registry import DATASETS, get_dataset
+from r2bench.bench.metrics import METRICS, evaluate, get_metric, load_submission
+from r2bench.bench.metrics.base import trapezoid_ap
+from r2bench.bench.metrics.tvsum import lower_median
+from r2bench.core.errors import InputError
+from r2bench.datasets.formats.base import Sample
+from r2bench.core.io import SHARED_DIR
+from r2bench.datasets.registry import DATASETS, get_dataset
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED = SHARED_DIR / "data"
@@ -293,7 +293,7 @@ def test_prediction_file_errors_name_file_line_field(tmp_path):
 
 
 def run_cli(*args):
-    from bench.evaluate import main
+    from r2bench.bench.evaluate import main
     return main([str(a) for a in args])
 
 

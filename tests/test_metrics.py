@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.metrics.qvhighlights import IOU_THRESHOLDS, _hl_ap, _mr_ap, evaluate_qvhighlights, load_submission
-from datasets.io import SHARED_DIR
-from datasets.formats.qvhighlights import read_jsonl
-from datasets.errors import InputError
+from r2bench.bench.metrics.qvhighlights import IOU_THRESHOLDS, _hl_ap, _mr_ap, evaluate_qvhighlights, load_submission
+from r2bench.core.io import SHARED_DIR
+from r2bench.datasets.formats.qvhighlights import read_jsonl
+from r2bench.core.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 VAL_GT = SHARED_DIR / "data/annotations/qvhighlights/highlight_val_release.jsonl"

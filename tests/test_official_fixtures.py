@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from bench.train import TrainConfig, training_items
-from datasets.registry import get_dataset
-from datasets.io import SHARED_DIR
-from methods.check_official import check_case, main
+from r2bench.bench.train import TrainConfig, training_items
+from r2bench.datasets.registry import get_dataset
+from r2bench.core.io import SHARED_DIR
+from r2bench.methods.check_official import check_case, main
 
 FIXTURES = SHARED_DIR / "data" / "official_fixtures"
 CASES = sorted(p for p in FIXTURES.iterdir() if (p / "meta.json").is_file()) if FIXTURES.is_dir() else []

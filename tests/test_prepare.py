@@ -9,11 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import datasets.prepare as prep
-from datasets.registry import get_dataset
-from datasets.synthetic.generator import generate
-from datasets.vtg import feature_cache_for
-from methods.backbone import Backbone
+import r2bench.datasets.prepare as prep
+from r2bench.datasets.registry import get_dataset
+from r2bench.datasets.synthetic.generator import generate
+from r2bench.datasets.vtg import feature_cache_for
+from r2bench.methods.backbone import Backbone
 
 LAYERS = [4, 5]   # the last two of R2Bench-Tiny's six blocks
 ENCODE, DECODE = prep.encode_frames, prep._decode

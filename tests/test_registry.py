@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from bench.train import TrainConfig
-from datasets.__main__ import main as summary_main
-from datasets.errors import InputError
-from datasets.io import REPO_ROOT
-from datasets.registry import (DATASETS, TRAIN_KEYS, DatasetSpec, Preset, get_dataset, parse_overrides,
+from r2bench.bench.train import TrainConfig
+from r2bench.datasets.__main__ import main as summary_main
+from r2bench.core.errors import InputError
+from r2bench.core.io import REPO_ROOT
+from r2bench.datasets.registry import (DATASETS, TRAIN_KEYS, DatasetSpec, Preset, get_dataset, parse_overrides,
                                register_dataset, synthetic_dataset)
-from methods.head.config import HeadConfig
+from r2bench.methods.head.config import HeadConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -205,17 +205,18 @@ def test_summary_of_labelled_files(capsys, tmp_path):
 def test_summary_cli_runs_as_a_module_and_rejects_bad_files(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"qid": 1, "vid": "v", "query": "q", "duration": 10, "relevant_windows": [[5, 2]]}\n')
-    proc = subprocess.run([sys.executable, "-m", "datasets", "--dataset", "tacos", str(bad)], cwd=REPO_ROOT,
+    proc = subprocess.run([sys.executable, "-m", "r2bench.datasets", "--dataset", "tacos", str(bad)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert f"{bad}:1: field 'relevant_windows[0]': expected start < end" in proc.stderr
 
 
 def test_run_all_takes_datasets_and_preset_overrides_from_the_registry(tmp_path, caplog):
-    import run_all
-    assert set(run_all.parse_args([]).__dict__) >= {"dataset", "set"}
-    assert run_all.main(["--dataset", "tvsum", "--out", str(tmp_path), "--quiet"]) == 2
+    from r2bench import cli
+    from r2bench.bench import orchestrate
+    assert set(cli.parse_run_args([]).__dict__) >= {"dataset", "set"}
+    assert cli.run_main(["--dataset", "tvsum", "--out", str(tmp_path), "--quiet"]) == 2
     assert "--dataset tvsum needs --video-dir" in caplog.text
-    assert run_all.main(["--set", "train.lrr=1", "--out", str(tmp_path), "--quiet"]) == 2
+    assert cli.run_main(["--set", "train.lrr=1", "--out", str(tmp_path), "--quiet"]) == 2
     assert "did you mean 'train.lr'?" in caplog.text
     assert not (tmp_path / "table9").exists()

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.train as T
-import run_all
-from bench.ledger import Ledger
+import r2bench.bench.train as T
+from r2bench import cli
+from r2bench.bench import orchestrate
+from r2bench.bench.ledger import Ledger
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def test_a_nan_loss_is_recorded_with_its_step_and_terms_and_the_suite_goes_on(en
         return losses
 
     monkeypatch.setattr(T, "train_step", nan_at_third_step_of_the_first_run)
-    code = run_all.main(env["argv"](tmp_path, "--seeds", "0", "1", epochs=1))
+    code = cli.run_main(env["argv"](tmp_path, "--seeds", "0", "1", epochs=1))
     first, second = records(tmp_path)
     assert code == 1                                   # some run failed
     assert first["status"] == "failed" and "non-finite loss at step 3 (epoch 1)" in first["error"]
@@ -62,13 +63,13 @@ def test_cuda_out_of_memory_is_recorded_and_optionally_retried_with_accumulation
         return real(model, batch, state)
 
     monkeypatch.setattr(T, "train_step", oom_at_full_micro_batch)
-    assert run_all.main(env["argv"](tmp_path / "a", "--epochs", "1")) == 1
+    assert cli.run_main(env["argv"](tmp_path / "a", "--epochs", "1")) == 1
     (failed,) = records(tmp_path / "a")
     assert failed["status"] == "failed" and "out of memory" in failed["error"]
     assert failed["fault"] == dict(kind="out_of_memory", batch_size=4, accumulate=1, micro_batch=4, peak_gib=None,
                                    device_gib=None)
 
-    assert run_all.main(env["argv"](tmp_path / "b", "--epochs", "1", "--oom-retry")) == 0
+    assert cli.run_main(env["argv"](tmp_path / "b", "--epochs", "1", "--oom-retry")) == 0
     (retried,) = records(tmp_path / "b")
     assert retried["run_id"] == failed["run_id"]         # the run asked for, recorded as retried
     assert retried["status"] == "ok" and retried["train_config"]["accumulate"] == 2
@@ -78,7 +79,7 @@ def test_cuda_out_of_memory_is_recorded_and_optionally_retried_with_accumulation
 
 def test_ctrl_c_mid_run_records_it_and_the_rerun_resumes_to_the_same_numbers(env, tmp_path, monkeypatch):
     argv = env["argv"](tmp_path / "cut", epochs=2)
-    assert run_all.main(env["argv"](tmp_path / "whole", epochs=2)) == 0
+    assert cli.run_main(env["argv"](tmp_path / "whole", epochs=2)) == 0
     (whole,) = records(tmp_path / "whole")
     steps_per_epoch = -(-len(env["data"].samples("train")) // 4)
     real = T.train_step
@@ -89,13 +90,13 @@ def test_ctrl_c_mid_run_records_it_and_the_rerun_resumes_to_the_same_numbers(env
         return real(model, batch, state)
 
     monkeypatch.setattr(T, "train_step", interrupt_in_epoch_2)
-    assert run_all.main(argv) == 130
+    assert cli.run_main(argv) == 130
     (cut,) = records(tmp_path / "cut")
     assert cut["status"] == "interrupted" and cut["resume_epoch"] == 1 and "resumes from epoch 1" in cut["error"]
     assert not no_temp_files(tmp_path / "cut")
 
     monkeypatch.setattr(T, "train_step", real)
-    assert run_all.main(argv) == 0
+    assert cli.run_main(argv) == 0
     (done,) = records(tmp_path / "cut")
     assert done["run_id"] == whole["run_id"] and done["status"] == "ok" and done["resumed_from_epoch"] == 1
     assert done["metrics"] == whole["metrics"] and done["final_losses"] == whole["final_losses"]
@@ -103,14 +104,14 @@ def test_ctrl_c_mid_run_records_it_and_the_rerun_resumes_to_the_same_numbers(env
 
 
 def test_a_failed_fresh_rerun_keeps_the_ok_record(env, tmp_path, monkeypatch):
-    assert run_all.main(env["argv"](tmp_path, epochs=1)) == 0
+    assert cli.run_main(env["argv"](tmp_path, epochs=1)) == 0
     (ok,) = records(tmp_path)
 
     def broken(*a, **k):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(T, "train_step", broken)
-    assert run_all.main(env["argv"](tmp_path, "--fresh", epochs=1)) == 1
+    assert cli.run_main(env["argv"](tmp_path, "--fresh", epochs=1)) == 1
     (kept,) = records(tmp_path)
     assert kept["status"] == "ok" and kept["metrics"] == ok["metrics"] and kept["started"] == ok["started"]
     assert [a["status"] for a in kept["failed_attempts"]] == ["failed"]
@@ -123,10 +124,10 @@ def test_a_video_replaced_after_caching_is_never_trained_from_old_features(env, 
     videos = tmp_path / "videos"
     shutil.copytree(env["videos"], videos)
     argv = [*env["argv"](tmp_path / "out", epochs=1), "--video-dir", str(videos)]
-    assert run_all.main(argv) == 0
+    assert cli.run_main(argv) == 0
     victim = sorted(videos.glob("*.mp4"))[0]
     victim.write_bytes(b"")                                          # emptied after its features were cached
-    assert run_all.main([*argv, "--fresh"]) == 1
+    assert cli.run_main([*argv, "--fresh"]) == 1
     (record,) = records(tmp_path / "out")
     attempt = record["failed_attempts"][-1]
     assert str(victim) in attempt["error"] and "field 'video'" in attempt["error"]
@@ -137,7 +138,7 @@ def test_same_seed_same_metrics_across_fresh_caches(env, tmp_path, monkeypatch):
     outs = []
     for name in ("a", "b"):
         monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path / f"cache-{name}"))   # features computed anew
-        assert run_all.main(env["argv"](tmp_path / name, epochs=1)) == 0
+        assert cli.run_main(env["argv"](tmp_path / name, epochs=1)) == 0
         (r,) = records(tmp_path / name)
         outs.append((r["run_id"], r["metrics"], r["final_losses"], Path(r["predictions"]).read_text()))
         assert list((tmp_path / f"cache-{name}" / "features").rglob("*.safetensors"))
@@ -157,7 +158,7 @@ def test_same_seed_same_metrics_across_fresh_caches(env, tmp_path, monkeypatch):
     (["--launcher", "slurm", "--time", "0"], "--time and --max-parallel must be at least 1"),
 ])
 def test_bad_settings_exit_2_with_a_message_and_no_traceback(env, tmp_path, caplog, argv, message):
-    assert run_all.main(env["argv"](tmp_path / "out", *argv)) == 2
+    assert cli.run_main(env["argv"](tmp_path / "out", *argv)) == 2
     assert message in caplog.text and "Traceback" not in caplog.text
     assert not (tmp_path / "out" / "table9" / "ledger.jsonl").exists()
 
@@ -169,12 +170,12 @@ def test_an_unwritable_out_folder_exits_2_naming_it(tmp_path, caplog):
     else:
         (tmp_path / "ro").mkdir(mode=0o555)
         out = tmp_path / "ro" / "out"
-    assert run_all.main(["--paper-scale", "--out", str(out), "--quiet"]) == 2
+    assert cli.run_main(["--paper-scale", "--out", str(out), "--quiet"]) == 2
     assert f"--out {out}: cannot write there" in caplog.text and "Traceback" not in caplog.text
 
 
 def test_tiny_clip_refuses_zero_steps(capsys):
-    from datasets.synthetic import tiny_clip
+    from r2bench.datasets.synthetic import tiny_clip
     with pytest.raises(SystemExit) as e:
         tiny_clip.main(["--steps", "0", "--out", "/nonexistent/never.safetensors"])
     assert e.value.code == 2 and "--steps must be at least 1" in capsys.readouterr().err
@@ -184,7 +185,7 @@ def test_tiny_clip_refuses_zero_steps(capsys):
 
 # ---- quiet, permissions, no network ---------------------------------------------------------
 def test_quiet_prints_no_progress_bar_and_no_library_log_line(env, tmp_path, capfd, caplog, monkeypatch):
-    from datasets.synthetic import tiny_clip
+    from r2bench.datasets.synthetic import tiny_clip
     seen = {}
 
     def fake_ensure(seed=0, progress=True):
@@ -195,7 +196,7 @@ def test_quiet_prints_no_progress_bar_and_no_library_log_line(env, tmp_path, cap
     caplog.set_level(logging.INFO)
     argv = [a for a in env["argv"](tmp_path, epochs=1) if a != str(env["weights"])]
     argv.remove("--weights")                           # the default tiny CLIP: ensure_tiny_clip
-    assert run_all.main(argv) == 0
+    assert cli.run_main(argv) == 0
     err = capfd.readouterr().err
     assert seen["progress"] is False
     assert "it/s" not in err and "%|" not in err
@@ -204,7 +205,7 @@ def test_quiet_prints_no_progress_bar_and_no_library_log_line(env, tmp_path, cap
 
 
 def test_outputs_get_the_usual_permissions(tmp_path):
-    from datasets.io import atomic_write, temp_dir_for
+    from r2bench.core.io import atomic_write, temp_dir_for
     old = os.umask(0o022)
     try:
         assert (atomic_write(tmp_path / "a.txt", "x").stat().st_mode & 0o777) == 0o644
@@ -226,15 +227,15 @@ def test_a_small_suite_touches_no_network(env, tmp_path, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    assert run_all.main(env["argv"](tmp_path, epochs=1)) == 0
-    assert run_all.main(["--backbone", "roberta-ViT-B-32", "--random-init", "--out", str(tmp_path / "hub"), "--quiet"]) == 2
+    assert cli.run_main(env["argv"](tmp_path, epochs=1)) == 0
+    assert cli.run_main(["--backbone", "roberta-ViT-B-32", "--random-init", "--out", str(tmp_path / "hub"), "--quiet"]) == 2
     assert attempts == []
     (record,) = records(tmp_path)
     assert record["status"] == "ok"
 
 
 def test_job_commands_carry_the_suite_options_but_not_the_launcher_ones():
-    from bench.launch import job_argv, job_command
+    from r2bench.bench.launch import job_argv, job_command
     argv = ["--suite", "all", "--launcher", "slurm", "--partition", "gpu", "--time", "60", "--run-id", "a", "b",
             "--seeds", "0", "1", "--epochs", "3", "--gpus-per-run=2", "--set", "train.lr=1e-4"]
     assert job_argv(argv, "table9-x", "table9") == ["--seeds", "0", "1", "--epochs", "3", "--set", "train.lr=1e-4",
@@ -244,7 +245,7 @@ def test_job_commands_carry_the_suite_options_but_not_the_launcher_ones():
 
 
 def test_thread_settings_default_to_the_cores_and_a_passive_wait_and_yield_to_the_user():
-    from bench.threads import available_cores, configure_early, threads_from_argv
+    from r2bench.bench.threads import available_cores, configure_early, threads_from_argv
     assert configure_early(None, env := {}) == {"OMP_NUM_THREADS": str(available_cores()), "OMP_WAIT_POLICY": "PASSIVE"}
     assert env["OMP_WAIT_POLICY"] == "PASSIVE"
     assert configure_early(None, {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}) == \

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from reports import __main__ as cli
-from reports.report import write_report
-from reports.tables import common
+from r2bench.reports import __main__ as cli
+from r2bench.reports.report import write_report
+from r2bench.reports.tables import common
 from tests.reports_fixtures import SuiteDir, vectors
 
 CHROMIUM = Path("/usr/bin/chromium")

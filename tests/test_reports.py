@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datasets.errors import InputError
-from reports import records as rec
-from reports.paper import PAPER_ROW_NAMES, paper_table
-from reports.tables import common, table9
-from reports.tables.common import TableError, build_table
+from r2bench.core.errors import InputError
+from r2bench.reports import records as rec
+from r2bench.reports.paper import PAPER_ROW_NAMES, paper_table
+from r2bench.reports.tables import common, table9
+from r2bench.reports.tables.common import TableError, build_table
 from tests.reports_fixtures import SuiteDir, vectors
 
 N = 30  # queries per run: small enough for fast resampling, large enough for a detectable shift
@@ -230,7 +230,7 @@ def test_holm_runs_over_the_rows_of_one_metric(tmp_path):
     s.add("R2-Tuning", "r2_tuning", values=vectors(N, shift=0.5, seed=5))
     s.add("Full-Tuning", "full", values=vectors(N, shift=0.5, seed=6))
     table = build_table(rec.load_records(s.root), table9.LAYOUT)
-    from reports import stats
+    from r2bench.reports import stats
     raw = [stats.paired_test(pd.Series(vectors(N, 0.5, seed)["MR-full-mAP"]), pd.Series(vectors(N)["MR-full-mAP"]),
                              n_resamples=common.N_RESAMPLES).p_value for seed in (6, 5)]
     got = {r.name: r.cells[(0, "MR mAP")].p_holm for r in table.rows}
@@ -241,7 +241,7 @@ def test_holm_runs_over_the_rows_of_one_metric(tmp_path):
 # ---------------------------------------------------------------- Table 6: MR mAP by query length
 
 def test_length_buckets_hold_about_equal_numbers_of_queries():
-    from reports.tables.table6 import bucket_of, label, length_buckets
+    from r2bench.reports.tables.table6 import bucket_of, label, length_buckets
     lengths = [2] * 10 + [3] * 10 + [4] * 10 + [6] * 10 + [9] * 9 + [13]
     buckets = length_buckets(lengths)
     assert buckets == ((2, 2), (3, 3), (4, 4), (6, 6), (9, 13))   # a 1-query tail joins the last bucket
@@ -251,7 +251,7 @@ def test_length_buckets_hold_about_equal_numbers_of_queries():
 
 
 def test_table6_buckets_our_queries_and_marks_a_bucket_where_the_rows_differ(tmp_path):
-    from reports.tables import table6
+    from r2bench.reports.tables import table6
     n = 40
     texts = ["red circle"] * 20 + ["a small red circle moving left in the upper half"] * 20   # 2 and 10 words
     shift = np.r_[np.zeros(20), np.full(20, 30.0)]          # R² better on the long queries only
@@ -273,7 +273,7 @@ def test_table6_buckets_our_queries_and_marks_a_bucket_where_the_rows_differ(tmp
 
 
 def test_table6_on_qvhighlights_uses_the_papers_buckets_beside_its_numbers(tmp_path):
-    from reports.tables import table6
+    from r2bench.reports.tables import table6
     texts = ["word " * 5, "word " * 15, "word " * 45] * 4
     s = SuiteDir(tmp_path / "t6", "table6")
     s.add("R²-Tuning", "r2_tuning", values={"MR-full-mAP": np.linspace(0, 100, 12)}, query_texts=texts,
@@ -288,7 +288,7 @@ def test_table6_on_qvhighlights_uses_the_papers_buckets_beside_its_numbers(tmp_p
 
 
 def test_html_table_escapes_and_marks_warnings(suite):
-    from reports.tables.common import to_html
+    from r2bench.reports.tables.common import to_html
     html = to_html(table9.build(rec.load_records(suite.root)))
     assert html.count("<tr>") == 4 + 1 and "<th>MR mAP ours</th>" in html
     assert "CUDA out of memory | at step 3" in html and '<td class="num">' in html

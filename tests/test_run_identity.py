@@ -5,9 +5,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from bench.ledger import Ledger
-from bench.run import RunContext, RunSpec, make_run_id, run_identity
-from datasets.registry import DatasetSpec, Preset
+from r2bench.bench.ledger import Ledger
+from r2bench.bench.run import RunContext, RunSpec, make_run_id, run_identity
+from r2bench.datasets.registry import DatasetSpec, Preset
 
 
 @pytest.fixture
@@ -68,12 +68,13 @@ def test_a_run_is_done_only_for_the_same_code_version(tmp_path):
 
 
 def test_code_version_follows_the_code_not_the_commit_or_the_docs(tmp_path, monkeypatch):
-    from bench import provenance
+    from r2bench.bench import provenance
     for pkg in provenance.CODE_PACKAGES:
         (tmp_path / pkg).mkdir()
         (tmp_path / pkg / "m.py").write_text("x = 1\n")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "notes.md").write_text("a")
+    monkeypatch.setattr(provenance, "PACKAGE_ROOT", tmp_path)
     monkeypatch.setattr(provenance, "REPO_ROOT", tmp_path)
     version = provenance.code_version.__wrapped__        # uncached: the module caches it per process
     first = version()

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import run_all
-from bench.ledger import Ledger
+from r2bench import cli
+
+from r2bench.bench import orchestrate
+from r2bench.bench.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +64,7 @@ def test_kill_9_mid_suite_loses_and_duplicates_nothing_and_the_run_resumes(env, 
     before = records(out)
     assert [r["seed"] for r in before] == [0] and before[0]["status"] == "ok"
 
-    assert run_all.main(env["argv"](out, "--seeds", "0", "1", epochs=4)) == 0
+    assert cli.run_main(env["argv"](out, "--seeds", "0", "1", epochs=4)) == 0
     after = records(out)
     assert after[0] == before[0]                                       # the finished run untouched
     assert [r["seed"] for r in after] == [0, 1] and after[1]["status"] == "ok"
@@ -76,10 +78,10 @@ def test_torchrun_two_gloo_processes_match_the_single_process_run(env, tmp_path)
     common = env["argv"](None, "--methods", "r2_tuning", epochs=2)
     i = common.index("--out")
     del common[i:i + 2]
-    assert run_all.main([*common, "--out", str(tmp_path / "one"), "--set", "train.batch_size=4",
+    assert cli.run_main([*common, "--out", str(tmp_path / "one"), "--set", "train.batch_size=4",
                          "train.accumulate=2"]) == 0
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "bench.ddp", *common, "--out", str(tmp_path / "two")], cwd=REPO,
+                          "-m", "r2bench.bench.ddp", *common, "--out", str(tmp_path / "two")], cwd=REPO,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     (one,), (two,) = records(tmp_path / "one"), records(tmp_path / "two")
@@ -92,12 +94,12 @@ def test_torchrun_two_gloo_processes_match_the_single_process_run(env, tmp_path)
 def test_launcher_submitit_local_runs_each_run_as_a_job_into_one_ledger(env, tmp_path):
     out = tmp_path / "out"
     argv = env["argv"](out, "--seeds", "0", "1", "--launcher", "submitit-local", "--max-parallel", "2", epochs=1)
-    assert run_all.main(argv) == 0
+    assert cli.run_main(argv) == 0
     recs = records(out)
     assert sorted(r["seed"] for r in recs) == [0, 1] and all(r["status"] == "ok" and r["metrics"] for r in recs)
     assert len({r["run_id"] for r in recs}) == 2
     jobs = out / "table9" / "jobs"
     assert len(list(jobs.glob("*_submitted.pkl"))) + len(list(jobs.glob("*_result.pkl"))) >= 2
     # the same runs inline are done already: nothing is submitted again
-    assert run_all.main(env["argv"](out, "--seeds", "0", "1", epochs=1)) == 0
+    assert cli.run_main(env["argv"](out, "--seeds", "0", "1", epochs=1)) == 0
     assert records(out) == recs

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from datasets.formats.base import Sample
-from datasets.registry import get_dataset
-from datasets.vtg import saliency_target
-from methods.head import (GroundingHead, HeadConfig, cls_saliency, decode, head_losses, merged_saliency,
+from r2bench.datasets.formats.base import Sample
+from r2bench.datasets.registry import get_dataset
+from r2bench.datasets.vtg import saliency_target
+from r2bench.methods.head import (GroundingHead, HeadConfig, cls_saliency, decode, head_losses, merged_saliency,
                           output_saliency, sampled_nce)
-from methods.head.losses import positive_clips
+from r2bench.methods.head.losses import positive_clips
 
 HD = get_dataset("tvsum").preset.head
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from reports.stats import (SeedVariance, aggregation_key, bootstrap_ci, cell_text, compare_to_reference,
+from r2bench.reports.stats import (SeedVariance, aggregation_key, bootstrap_ci, cell_text, compare_to_reference,
                          estimate_variance_components, group_runs, holm, method_test, minimum_detectable_effect,
                          paired_test, per_query_matrix, residual_variance, seed_summary, significant)
 

@@ -6,12 +6,12 @@ import dataclasses
 import pytest
 import torch
 
-from bench.run import RunSpec
-from bench.suites import ALL, SUITES, Suite, get_suite
-from methods.registry import get_method
-from reports.render import layout_for
-from reports.tables import ablations, table6, table9
-from reports.tables.common import build_table
+from r2bench.bench.run import RunSpec
+from r2bench.bench.suites import ALL, SUITES, Suite, get_suite
+from r2bench.methods.registry import get_method
+from r2bench.reports.render import layout_for
+from r2bench.reports.tables import ablations, table6, table9
+from r2bench.reports.tables.common import build_table
 
 R2 = "r2_tuning"
 
@@ -119,8 +119,9 @@ def test_a_suite_refuses_one_row_name_for_two_runs():
 
 
 def test_run_all_plans_every_row_and_seed_of_an_ablation_suite(tmp_path):
-    import run_all
-    from datasets.registry import DatasetSpec, Preset
+    from r2bench import cli
+    from r2bench.bench import orchestrate
+    from r2bench.datasets.registry import DatasetSpec, Preset
     for split in ("train", "val"):
         (tmp_path / f"{split}.jsonl").write_text("")
     dataset = DatasetSpec(name="synthetic", title="Synthetic", format="qvhighlights", metric="qvhighlights",
@@ -129,34 +130,37 @@ def test_run_all_plans_every_row_and_seed_of_an_ablation_suite(tmp_path):
                           preset=Preset(train=dict(epochs=1), head=dict(dropout=0.1))).bind(tmp_path, tmp_path)
     args = argparse.Namespace(methods=None, seeds=[0, 1], epochs=None, paper_scale=False, quiet=True, fresh=False,
                               run_id=None)
-    plan = run_all.plan_runs(get_suite("fig7"), args, dataset, "R2Bench-Tiny", None, torch.device("cpu"), tmp_path)
+    plan = orchestrate.plan_runs(get_suite("fig7"), args, dataset, "R2Bench-Tiny", None, torch.device("cpu"), tmp_path)
     assert len(plan) == 26 and len({run_id for _, _, run_id in plan}) == 26
     assert {spec.row for spec, ctx, _ in plan if ctx.seed == 1} == {s.row for s in get_suite("fig7").runs}
 
 
 def test_run_all_suite_all_and_report_flags():
-    import run_all
-    assert run_all.parse_args(["--suite", "all"]).suite == ALL
-    assert run_all.parse_args(["--report"]).suite is None and run_all.parse_args(["--report"]).report
-    assert run_all.parse_args([]).suite == "table9"
+    from r2bench import cli
+    from r2bench.bench import orchestrate
+    assert cli.parse_run_args(["--suite", "all"]).suite == ALL
+    assert cli.parse_run_args(["--report"]).suite is None and cli.parse_run_args(["--report"]).report
+    assert cli.parse_run_args([]).suite == "table9"
 
 
 def test_run_all_report_alone_runs_nothing_and_writes_the_report(tmp_path):
-    import run_all
+    from r2bench import cli
+    from r2bench.bench import orchestrate
     from tests.reports_fixtures import SuiteDir, vectors
     s = SuiteDir(tmp_path / "out" / "table5", "table5")
     s.add("L_video only", values=vectors(12), dataset="toy")   # no frames for "toy": no model figures
-    assert run_all.main(["--report", "--out", str(tmp_path / "out")]) == 0
+    assert cli.run_main(["--report", "--out", str(tmp_path / "out")]) == 0
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Suite table5" in text and not (tmp_path / "out" / "table9").exists()
-    assert run_all.main(["--report", "--out", str(tmp_path / "nowhere")]) == 2
+    assert cli.run_main(["--report", "--out", str(tmp_path / "nowhere")]) == 2
 
 
 def test_run_all_suite_all_runs_every_suite_then_writes_the_report(tmp_path, monkeypatch):
-    import run_all
+    from r2bench import cli
+    from r2bench.bench import orchestrate
     ran = []
-    monkeypatch.setattr(run_all, "run_suite", lambda suite, args, device: ran.append(suite.name) or 0)
+    monkeypatch.setattr(orchestrate, "run_suite", lambda suite, args, device: ran.append(suite.name) or 0)
     (tmp_path / "out").mkdir()
-    assert run_all.main(["--suite", "all", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert cli.run_main(["--suite", "all", "--out", str(tmp_path / "out"), "--quiet"]) == 0
     assert ran == list(SUITES) and ran[0] == "table9"
     assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "report.md").is_file()

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from datasets.synthetic import generator as S
-from datasets.video import read_frames, video_duration
+from r2bench.datasets.synthetic import generator as S
+from r2bench.datasets.video import read_frames, video_duration
 
 TINY = dict(n_train=3, n_val=2, n_test=2, duration=16, write_fps=1, frame_size=32, progress=False)
 
@@ -86,7 +86,7 @@ def test_annotations_are_valid_qvhighlights(bench):
 
 
 def test_annotation_reader_accepts_the_files(bench):
-    annotations = pytest.importorskip("datasets.formats.qvhighlights")
+    annotations = pytest.importorskip("r2bench.datasets.formats.qvhighlights")
     for split in ("train", "val", "test"):
         samples = annotations.read_jsonl(bench / "annotations" / f"{split}.jsonl")
         assert samples and all(len(s.saliency) == len(s.clip_ids) for s in samples)
@@ -187,11 +187,11 @@ def test_refuses_to_overwrite_foreign_directory(tmp_path):
 
 
 def test_presets_and_version():
-    from datasets.synthetic import presets as P
+    from r2bench.datasets.synthetic import presets as P
     assert set(P.SIZES) == set(P.PRESETS) == set(P.SIZE_NAMES) == {"small", "default", "large"}
     vals = [P.SIZES[s]["n_val"] for s in P.SIZE_NAMES]
     assert vals == sorted(vals) and len(set(vals)) == 3
-    from datasets.synthetic.tiny_clip import TINY_CLIP_VERSION
+    from r2bench.datasets.synthetic.tiny_clip import TINY_CLIP_VERSION
     assert P.benchmark_version() == f"synthetic-g{S.GENERATOR_VERSION}c{TINY_CLIP_VERSION}-default"
     assert P.benchmark_version("small").endswith("-small")
     with pytest.raises(ValueError, match="unknown benchmark size 'huge'"):

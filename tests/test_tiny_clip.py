@@ -4,7 +4,7 @@ import open_clip
 import pytest
 import torch
 
-from datasets.synthetic import tiny_clip as T
+from r2bench.datasets.synthetic import tiny_clip as T
 
 FAST = dict(steps=3, batch_size=8, n_heldout=16, progress=False)
 
@@ -100,7 +100,7 @@ def test_ensure_trains_once_then_reuses(monkeypatch):
 
 
 def test_ridge_probe_finds_linear_signal_and_not_noise():
-    from datasets.synthetic.probe import ridge_accuracy
+    from r2bench.datasets.synthetic.probe import ridge_accuracy
     rng = np.random.default_rng(0)
     x = rng.standard_normal((600, 100))
     y = (x[:, :3].sum(1) > 0).astype(int)                    # a linear function of 3 of 100 features
@@ -112,8 +112,8 @@ def test_ridge_probe_finds_linear_signal_and_not_noise():
 
 
 def test_probe_scenes_and_table(trained):
-    from datasets.synthetic import probe
-    from methods.backbone import Backbone
+    from r2bench.datasets.synthetic import probe
+    from r2bench.methods.backbone import Backbone
     frames, labels = probe.probe_scenes(40, seed=1)
     assert frames.shape == (40, 2, 64, 64, 3) and frames.dtype == np.uint8
     assert set(labels) == set(probe.PROBE_ATTRIBUTES) and all(len(v) == 40 for v in labels.values())

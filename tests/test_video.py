@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from datasets.errors import InputError
-from datasets.video import read_frames, video_duration
+from r2bench.core.errors import InputError
+from r2bench.datasets.video import read_frames, video_duration
 
 
 @pytest.fixture(scope="module")

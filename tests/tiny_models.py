@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from methods.backbone import Backbone
-from methods.registry import build_model
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.registry import build_model
 
 
 def random_backbone_state() -> dict:

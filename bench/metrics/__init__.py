@@ -6,10 +6,10 @@
 """
 from __future__ import annotations
 
-from bench.metrics import grounding, qvhighlights, tvsum, youtube
-from bench.metrics.base import MetricResult
-from bench.metrics.submission import Metric, load_submission, validate
-from datasets.formats.base import Sample
+from r2bench.bench.metrics import grounding, qvhighlights, tvsum, youtube
+from r2bench.bench.metrics.base import MetricResult
+from r2bench.bench.metrics.submission import Metric, load_submission, validate
+from r2bench.datasets.formats.base import Sample
 
 METRICS: dict[str, Metric] = {}
 

@@ -9,8 +9,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from datasets.errors import InputError
-from datasets.formats.base import Sample
+from r2bench.core.errors import InputError
+from r2bench.datasets.formats.base import Sample
 
 
 @dataclass

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.metrics.base import MetricResult, pct, per_query_frame
-from bench.metrics.qvhighlights import IOU_THRESHOLDS, MAX_PRED_WINDOWS, _check_qids, _mr_ap, _pad, temporal_iou
-from datasets.formats.base import Sample
+from r2bench.bench.metrics.base import MetricResult, pct, per_query_frame
+from r2bench.bench.metrics.qvhighlights import IOU_THRESHOLDS, MAX_PRED_WINDOWS, _check_qids, _mr_ap, _pad, temporal_iou
+from r2bench.datasets.formats.base import Sample
 
 R_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))    # 0.3, 0.35, ..., 0.95
 HEADLINE = (0.3, 0.5, 0.7)

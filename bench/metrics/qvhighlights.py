@@ -17,10 +17,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from bench.metrics.base import MetricResult, pct, per_query_frame, qid_set_error  # noqa: F401 (re-export)
-from datasets.errors import InputError
-from datasets.formats.base import Sample
-from datasets.formats.qvhighlights import CLIP_SECONDS, NUM_ANNOTATORS
+from r2bench.bench.metrics.base import MetricResult, pct, per_query_frame, qid_set_error  # noqa: F401 (re-export)
+from r2bench.core.errors import InputError
+from r2bench.datasets.formats.base import Sample
+from r2bench.datasets.formats.qvhighlights import CLIP_SECONDS, NUM_ANNOTATORS
 
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))   # 0.5, 0.55, ..., 0.95
 MAX_PRED_WINDOWS = 10
@@ -291,6 +291,6 @@ def evaluate(submission: list[dict], ground_truth: list[Sample]) -> MetricResult
 
 def load_submission(path: str | PathLike, ground_truth: Iterable[Sample]) -> list[dict]:
     """Read and validate a QVHighlights prediction file (see :mod:`bench.metrics.submission`)."""
-    from bench.metrics import METRICS
-    from bench.metrics.submission import load_submission as load
+    from r2bench.bench.metrics import METRICS
+    from r2bench.bench.metrics.submission import load_submission as load
     return load(path, list(ground_truth), METRICS["qvhighlights"])

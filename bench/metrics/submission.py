@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import Any, Callable, Iterable
 
-from bench.metrics.base import MetricResult, qid_set_error
-from datasets.formats.base import JsonLine, Sample, describe, is_number, iter_jsonl
+from r2bench.bench.metrics.base import MetricResult, qid_set_error
+from r2bench.datasets.formats.base import JsonLine, Sample, describe, is_number, iter_jsonl
 
 # Clips a saliency list may differ from the ground truth's count by: the official pipelines
 # themselves accept a video whose frames differ from its labels by fewer than 5 clips

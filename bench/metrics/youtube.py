@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.metrics.base import MetricResult, by_domain, rank_desc, trapezoid_ap
-from datasets.formats.base import Sample
-from datasets.formats.youtube import DOMAINS
+from r2bench.bench.metrics.base import MetricResult, by_domain, rank_desc, trapezoid_ap
+from r2bench.datasets.formats.base import Sample
+from r2bench.datasets.formats.youtube import DOMAINS
 
 
 def video_ap(sample: Sample, scores: np.ndarray) -> float:

@@ -12,10 +12,10 @@ tables and figures (``reports.render.render`` reads the suite's ledger).
 """
 from __future__ import annotations
 
-from bench.suites.ablations import ABLATIONS
-from bench.suites.base import Suite
-from bench.suites.datasets import DATASET_SUITES, DatasetSuite
-from bench.suites.transfer import TABLE9
+from r2bench.bench.suites.ablations import ABLATIONS
+from r2bench.bench.suites.base import Suite
+from r2bench.bench.suites.datasets import DATASET_SUITES, DatasetSuite
+from r2bench.bench.suites.transfer import TABLE9
 
 SUITES: dict[str, Suite] = {s.name: s for s in (TABLE9, *ABLATIONS, *DATASET_SUITES)}
 ALL = "all"

@@ -8,8 +8,8 @@ synthetic or qvhighlights; Ego4D columns: ego4d_nlq), labelling the groups not r
 """
 from __future__ import annotations
 
-from bench.run import RunSpec
-from bench.suites.base import Suite
+from r2bench.bench.run import RunSpec
+from r2bench.bench.suites.base import Suite
 
 R2 = "r2_tuning"
 

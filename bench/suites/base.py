@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from bench.run import RunSpec
-from reports.render import render as render_suite
+from r2bench.bench.run import RunSpec
+from r2bench.reports.render import render as render_suite
 
 
 @dataclass(frozen=True)

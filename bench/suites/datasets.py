@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from bench.run import RunSpec
-from bench.suites.base import Suite
-from datasets.errors import InputError
-from datasets.registry import Dataset, get_dataset, parse_overrides
-from methods.backbone import check_backbone
-from reports.paper import PAPER_ROW_NAMES
-from reports.tables import datasets as dataset_tables
+from r2bench.bench.run import RunSpec
+from r2bench.bench.suites.base import Suite
+from r2bench.core.errors import InputError
+from r2bench.datasets.registry import Dataset, get_dataset, parse_overrides
+from r2bench.methods.backbone import check_backbone
+from r2bench.reports.paper import PAPER_ROW_NAMES
+from r2bench.reports.tables import datasets as dataset_tables
 
 R2 = "r2_tuning"
 R2_ROW = PAPER_ROW_NAMES[R2]
@@ -168,7 +168,7 @@ def stand_in_binding(suite: DatasetSuite, args) -> tuple[Dataset, str, str | Non
     data = spec.bind(progress=not getattr(args, "quiet", False))
     if weights or getattr(args, "random_init", False) or backbone != STAND_IN_BACKBONE:
         return data, backbone, weights
-    from datasets.synthetic.tiny_clip import ensure_tiny_clip
+    from r2bench.datasets.synthetic.tiny_clip import ensure_tiny_clip
     return data, backbone, str(ensure_tiny_clip())
 
 

@@ -4,9 +4,9 @@ Every row of the paper in the paper's order; a row whose method is not in the re
 skipped (and named) rather than failed, so adding a method file is enough to add its row."""
 from __future__ import annotations
 
-from bench.run import RunSpec
-from bench.suites.base import Suite
-from reports.paper import PAPER_ROW_NAMES
+from r2bench.bench.run import RunSpec
+from r2bench.bench.suites.base import Suite
+from r2bench.reports.paper import PAPER_ROW_NAMES
 
 TABLE9_METHODS = ("frozen", "full", "lora", "vpt", "vop", "st_adapter", "e3va", "losa", "lst", "r2_tuning")
 

@@ -24,8 +24,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from datasets.io import atomic_write
-from methods.checkpoints import tensors_checksum
+from r2bench.core.io import atomic_write
+from r2bench.methods.checkpoints import tensors_checksum
 
 logger = logging.getLogger(__name__)
 

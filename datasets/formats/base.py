@@ -17,7 +17,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from datasets.errors import InputError
+from r2bench.core.errors import InputError
 
 
 @dataclass(frozen=True, kw_only=True)

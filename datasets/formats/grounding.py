@@ -9,7 +9,7 @@ import math
 from os import PathLike
 from typing import Sequence
 
-from datasets.formats.base import (Clamps, JsonLine, Sample, UniqueQids, iter_jsonl, parse_windows,
+from r2bench.datasets.formats.base import (Clamps, JsonLine, Sample, UniqueQids, iter_jsonl, parse_windows,
                                    register_reader, require_samples)
 
 

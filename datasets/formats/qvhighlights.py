@@ -9,7 +9,7 @@ from __future__ import annotations
 from os import PathLike
 from typing import Sequence
 
-from datasets.formats.base import (Clamps, JsonLine, Sample, UniqueQids, describe, iter_jsonl, parse_windows,
+from r2bench.datasets.formats.base import (Clamps, JsonLine, Sample, UniqueQids, describe, iter_jsonl, parse_windows,
                                    register_reader, require_samples)
 
 CLIP_SECONDS = 2          # QVHighlights saliency clips are 2 s long

@@ -11,7 +11,7 @@ from __future__ import annotations
 from os import PathLike
 from typing import Sequence
 
-from datasets.formats.base import (JsonLine, Sample, UniqueQids, describe, is_number, iter_jsonl,
+from r2bench.datasets.formats.base import (JsonLine, Sample, UniqueQids, describe, is_number, iter_jsonl,
                                    register_reader, require_samples)
 
 DOMAINS = ("VT", "VU", "GA", "MS", "PK", "PR", "FM", "BK", "BT", "DS")   # the paper's Table 4 order

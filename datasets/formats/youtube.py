@@ -13,7 +13,7 @@ from __future__ import annotations
 from os import PathLike
 from typing import Sequence
 
-from datasets.formats.base import (JsonLine, Sample, UniqueQids, describe, iter_jsonl, register_reader,
+from r2bench.datasets.formats.base import (JsonLine, Sample, UniqueQids, describe, iter_jsonl, register_reader,
                                    require_samples)
 
 DOMAINS = ("dog", "gymnastics", "parkour", "skating", "skiing", "surfing")

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from datasets.io import cache_dir, temp_dir_for
-from datasets.formats.qvhighlights import CLIP_SECONDS
+from r2bench.core.io import cache_dir, temp_dir_for
+from r2bench.datasets.formats.qvhighlights import CLIP_SECONDS
 
 # 1: queries for 1–2 targets per video, tiny CLIP captions named every static attribute.
 # 2: up to MAX_QUERIES_PER_VIDEO targets per video; coarse image-level captions (scene_caption).
@@ -333,7 +333,7 @@ def _config(seed, n_train, n_val, n_test, duration, write_fps, frame_size) -> di
 
 def _defaults() -> dict:
     """Generator arguments of the default size (``presets.SIZES``), frame rate and frame side."""
-    from datasets.synthetic.presets import DEFAULT_SIZE, SIZES
+    from r2bench.datasets.synthetic.presets import DEFAULT_SIZE, SIZES
     return {"seed": 0, **SIZES[DEFAULT_SIZE], "write_fps": 2, "frame_size": 64}
 
 
@@ -434,7 +434,7 @@ def generate(root: str | os.PathLike | None = None, seed: int = 0, n_train: int 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from datasets.synthetic.presets import DEFAULT_SIZE, SIZES
+    from r2bench.datasets.synthetic.presets import DEFAULT_SIZE, SIZES
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=None)
     p.add_argument("--size", choices=list(SIZES), default=DEFAULT_SIZE, help="split sizes and duration")

@@ -9,7 +9,7 @@ one benchmark. docs/benchmark.md gives the reasoning and the measured cost of ea
 """
 from __future__ import annotations
 
-from datasets.synthetic.generator import GENERATOR_VERSION
+from r2bench.datasets.synthetic.generator import GENERATOR_VERSION
 
 SIZE_NAMES = ("small", "default", "large")
 DEFAULT_SIZE = "default"
@@ -39,5 +39,5 @@ def check_size(size: str) -> str:
 
 def benchmark_version(size: str = DEFAULT_SIZE) -> str:
     """``"synthetic-g<generator version>c<tiny CLIP version>-<size>"``."""
-    from datasets.synthetic.tiny_clip import TINY_CLIP_VERSION   # imports torch and open_clip: only when asked
+    from r2bench.datasets.synthetic.tiny_clip import TINY_CLIP_VERSION   # imports torch and open_clip: only when asked
     return f"synthetic-g{GENERATOR_VERSION}c{TINY_CLIP_VERSION}-{check_size(size)}"

@@ -1,6 +1,6 @@
 """Per-layer linear probes of the tiny CLIP: which object attributes each layer keeps.
 
-``python -m datasets.synthetic.probe [--weights PATH] [--n 3000]`` renders single-object
+``python -m r2bench.datasets.synthetic.probe [--weights PATH] [--n 3000]`` renders single-object
 scenes (an object with random colour, shape, size, half and motion on a noisy background, at
 times t and t + 2 s: consecutive frames at the benchmark's 0.5 fps), labels each with the
 object's attributes and its ``side`` (left or right half of the frame at t), runs the frozen tiny CLIP
@@ -22,7 +22,7 @@ import json
 import numpy as np
 import torch
 
-from datasets.synthetic import generator as synthetic
+from r2bench.datasets.synthetic import generator as synthetic
 
 PROBE_ATTRIBUTES = ("colour", "shape", "size", "half", "side", "motion")
 SIDES = ("left", "right")
@@ -115,8 +115,8 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from methods.backbone import Backbone
-    from datasets.synthetic.tiny_clip import MODEL_NAME, ensure_tiny_clip
+    from r2bench.methods.backbone import Backbone
+    from r2bench.datasets.synthetic.tiny_clip import MODEL_NAME, ensure_tiny_clip
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", help="tiny CLIP checkpoint (default: the cached default, pretrained if absent)")
     p.add_argument("--n", type=int, default=3000)
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run_probes(backbone, args.n, args.seed)
     print(format_table(result))
     if args.json:
-        from datasets.io import atomic_write
+        from r2bench.core.io import atomic_write
         atomic_write(args.json, json.dumps(result, indent=1))
 
 

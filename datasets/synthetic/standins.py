@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from datasets.io import cache_dir
-from datasets.synthetic import generator as syn
+from r2bench.core.io import cache_dir
+from r2bench.datasets.synthetic import generator as syn
 
 STANDIN_VERSION = 2
 HD_DOMAINS = tuple(syn.COLOURS)            # red, green, blue, yellow

@@ -3,9 +3,9 @@
 Image-level pretraining with coarse captions, as real CLIP's: a caption says which colours
 and shapes a still scene holds and how many (``generator.scene_caption``), never their size,
 position or motion. Nothing asks the last layer to keep that detail; what survives of it
-lives in the intermediate layers (``python -m datasets.synthetic.probe`` measures it).
+lives in the intermediate layers (``python -m r2bench.datasets.synthetic.probe`` measures it).
 
-``python -m datasets.synthetic.tiny_clip [--steps N] [--seed S] [--out PATH]`` renders scenes from
+``python -m r2bench.datasets.synthetic.tiny_clip [--steps N] [--seed S] [--out PATH]`` renders scenes from
 ``datasets.synthetic`` on the fly (seeded), trains with the CLIP loss (on the CPU unless
 ``--device cuda``), writes a safetensors state dict atomically and prints held-out retrieval
 accuracy. The file loads with ``open_clip.create_model("R2Bench-Tiny", pretrained=PATH)`` (the
@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from tqdm import tqdm
 
-from datasets.io import atomic_write, cache_dir
-from datasets.synthetic import generator as synthetic
-from methods.backbone import trim_text_ids  # importing methods.backbone registers R2Bench-Tiny
-from methods.checkpoints import CHECKSUM_KEY, safetensors_bytes, tensors_checksum, verify_safetensors
+from r2bench.core.io import atomic_write, cache_dir
+from r2bench.datasets.synthetic import generator as synthetic
+from r2bench.methods.backbone import trim_text_ids  # importing methods.backbone registers R2Bench-Tiny
+from r2bench.methods.checkpoints import CHECKSUM_KEY, safetensors_bytes, tensors_checksum, verify_safetensors
 
 log = logging.getLogger(__name__)
 

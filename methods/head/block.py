@@ -7,7 +7,7 @@ import torch
 from timm.layers import DropPath
 from torch import Tensor, nn
 
-from methods.head.config import HeadConfig
+from r2bench.methods.head.config import HeadConfig
 
 
 class UniformDropout(nn.Dropout):

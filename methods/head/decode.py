@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from methods.head.config import HeadConfig
-from methods.head.grounding import HeadOutput
+from r2bench.methods.head.config import HeadConfig
+from r2bench.methods.head.grounding import HeadOutput
 
 
 def window_iou(a: Tensor, b: Tensor) -> Tensor:

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from methods.head.block import R2Block, sinusoid_positions
-from methods.head.config import HeadConfig
+from r2bench.methods.head.block import R2Block, sinusoid_positions
+from r2bench.methods.head.config import HeadConfig
 
 
 @dataclass

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import sigmoid_focal_loss
 
-from methods.head.config import HeadConfig
-from methods.head.grounding import HeadOutput
+from r2bench.methods.head.config import HeadConfig
+from r2bench.methods.head.grounding import HeadOutput
 
 
 def regression_range(strides: tuple[int, ...], index: int) -> tuple[float, float]:

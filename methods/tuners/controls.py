@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from methods.backbone import Backbone
-from methods.model import LayerTokens, TransferModel
-from methods.registry import register
-from methods.tuners.frozen import FrozenConfig
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.model import LayerTokens, TransferModel
+from r2bench.methods.registry import register
+from r2bench.methods.tuners.frozen import FrozenConfig
 
 
 class ShuffleQueries(nn.Module):

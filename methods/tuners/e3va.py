@@ -44,11 +44,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from methods.backbone import Backbone
-from methods.head import HeadConfig
-from methods.hooks import Taps
-from methods.model import LayerTokens, TransferModel
-from methods.registry import register
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.head import HeadConfig
+from r2bench.methods.hooks import Taps
+from r2bench.methods.model import LayerTokens, TransferModel
+from r2bench.methods.registry import register
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.backbone import Backbone
-from methods.model import TransferModel
-from methods.registry import register
-from methods.head import HeadConfig
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.model import TransferModel
+from r2bench.methods.registry import register
+from r2bench.methods.head import HeadConfig
 
 
 @dataclass

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.backbone import Backbone
-from methods.head import HeadConfig
-from methods.model import ParamGroup, TransferModel
-from methods.registry import register
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.head import HeadConfig
+from r2bench.methods.model import ParamGroup, TransferModel
+from r2bench.methods.registry import register
 
 
 @dataclass

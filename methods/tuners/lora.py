@@ -46,10 +46,10 @@ from peft import LoraConfig, inject_adapter_in_model
 from peft.tuners.lora.layer import MultiheadAttention as LoraMultiheadAttention
 from torch.func import functional_call
 
-from methods.backbone import Backbone
-from methods.head import HeadConfig
-from methods.model import TransferModel
-from methods.registry import register
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.head import HeadConfig
+from r2bench.methods.model import TransferModel
+from r2bench.methods.registry import register
 
 _VISUAL = r"visual\.transformer\.resblocks\.\d+\."
 LORA_TARGETS = {

@@ -38,10 +38,10 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock
 from torch import Tensor, nn
 
-from methods.backbone import Backbone
-from methods.head import HeadConfig
-from methods.model import LayerTokens, TransferModel
-from methods.registry import register
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.head import HeadConfig
+from r2bench.methods.model import LayerTokens, TransferModel
+from r2bench.methods.registry import register
 
 
 @dataclass

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from methods.backbone import Backbone
-from methods.head import HeadConfig
-from methods.hooks import BlockHooks, TowerContext
-from methods.model import TransferModel
-from methods.registry import register
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.head import HeadConfig
+from r2bench.methods.hooks import BlockHooks, TowerContext
+from r2bench.methods.model import TransferModel
+from r2bench.methods.registry import register
 
 ADAPTER_POINTS = ("mlp", "attn_mlp")
 

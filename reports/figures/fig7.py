@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.figures.style import COLUMN_WIDTH, FigureSkipped, save, setup
-from reports.tables.ablations import FIG7, KS, STRATEGIES, fig7_row
-from reports.tables.common import build_table
+from r2bench.reports.figures.style import COLUMN_WIDTH, FigureSkipped, save, setup
+from r2bench.reports.tables.ablations import FIG7, KS, STRATEGIES, fig7_row
+from r2bench.reports.tables.common import build_table
 
 KEY_LABEL = "MR mAP"
 MARKERS = {"Single": "s", "Mean": "D", "Forward": "^", "Reversed": "o"}

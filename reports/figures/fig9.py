@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reports.figures import runs
-from reports.figures.style import TEXT_WIDTH, FigureSkipped, save, setup
+from r2bench.reports.figures import runs
+from r2bench.reports.figures.style import TEXT_WIDTH, FigureSkipped, save, setup
 
 MAX_QUERIES = 200
 BATCH = 16

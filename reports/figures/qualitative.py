@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports import records as rec
-from reports.figures import runs
-from reports.figures.style import TEXT_WIDTH, FigureSkipped, save, setup
+from r2bench.reports import records as rec
+from r2bench.reports.figures import runs
+from r2bench.reports.figures.style import TEXT_WIDTH, FigureSkipped, save, setup
 
 N_FRAMES = 8
 MAX_SCORE = 4          # annotator scores are 0–4 (QVHighlights)

@@ -17,15 +17,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
-from datasets.errors import InputError
-from datasets.registry import Dataset
-from datasets.vtg import VTGDataset, collate
-from datasets.video import read_frames
-from methods.backbone import RANDOM_INIT, Backbone, BackboneError, weights_digest
-from methods.model import TransferModel
-from methods.registry import build_model, get_method
-from reports import records as rec
-from reports.figures.sources import FigureSkipped, Sources, check_run, checkpoint_of
+from r2bench.core.errors import InputError
+from r2bench.datasets.registry import Dataset
+from r2bench.datasets.vtg import VTGDataset, collate
+from r2bench.datasets.video import read_frames
+from r2bench.methods.backbone import RANDOM_INIT, Backbone, BackboneError, weights_digest
+from r2bench.methods.model import TransferModel
+from r2bench.methods.registry import build_model, get_method
+from r2bench.reports import records as rec
+from r2bench.reports.figures.sources import FigureSkipped, Sources, check_run, checkpoint_of
 
 
 def weights_path(record: dict, sources: Sources) -> str | None:
@@ -35,7 +35,7 @@ def weights_path(record: dict, sources: Sources) -> str | None:
         return None
     candidates = [*sources.weights, record.get("weights_path")]
     if record.get("backbone") == "R2Bench-Tiny":
-        from datasets.synthetic.tiny_clip import checkpoint_path
+        from r2bench.datasets.synthetic.tiny_clip import checkpoint_path
         candidates.append(str(checkpoint_path()))
     for path in filter(None, candidates):
         p = Path(path)
@@ -49,7 +49,7 @@ def dataset_spec(record: dict, sources: Sources) -> Dataset:
     name = record.get("dataset")
     check_run(record, sources, checkpoint=False)
     if name not in sources.specs:
-        from datasets.registry import get_dataset
+        from r2bench.datasets.registry import get_dataset
         spec = get_dataset(name)
         if spec.materialize is not None:      # the built-in benchmark: regenerated the same
             sources.specs[name] = spec.bind(progress=False)

@@ -11,8 +11,8 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from datasets.io import atomic_write  # noqa: E402
-from reports.figures.sources import FigureSkipped  # noqa: E402,F401  (figure modules raise it)
+from r2bench.core.io import atomic_write  # noqa: E402
+from r2bench.reports.figures.sources import FigureSkipped  # noqa: E402,F401  (figure modules raise it)
 
 COLUMN_WIDTH = 3.3   # inches: one column of a two-column paper
 TEXT_WIDTH = 6.9     # inches: the full text width

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.figures.style import (CATEGORY_FAMILY, FAMILY_COLOURS, FAMILY_LABELS, TEXT_WIDTH, FigureSkipped, save,
+from r2bench.reports.figures.style import (CATEGORY_FAMILY, FAMILY_COLOURS, FAMILY_LABELS, TEXT_WIDTH, FigureSkipped, save,
                                    setup)
-from reports.paper import paper_table
-from reports.records import PAPER_SCALE
-from reports.tables.common import Column, Layout, build_table
+from r2bench.reports.paper import paper_table
+from r2bench.reports.records import PAPER_SCALE
+from r2bench.reports.tables.common import Column, Layout, build_table
 
 MAX_AREA = 700.0     # pt², the largest bubble
 COLUMNS = ["name", "family", "memory", "params", "map", "low", "high", "dataset", "memory_source"]

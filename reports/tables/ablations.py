@@ -8,7 +8,7 @@ then says that changing this one switch moved the result by more than query nois
 """
 from __future__ import annotations
 
-from reports.tables.common import Column, Layout, Row
+from r2bench.reports.tables.common import Column, Layout, Row
 
 QVHL_DATASETS = ("synthetic", "qvhighlights")   # our datasets that fill the paper's QVHighlights columns
 EGO4D_DATASETS = ("ego4d_nlq",)

@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datasets.io import atomic_write
-from reports import records as rec
-from reports import stats
-from reports.paper import paper_table
+from r2bench.core.io import atomic_write
+from r2bench.reports import records as rec
+from r2bench.reports import stats
+from r2bench.reports.paper import paper_table
 
 MISSING = "–"
 NOT_RUN = "not run"

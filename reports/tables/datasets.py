@@ -21,7 +21,7 @@ into one record before tabulating (:func:`merge_domains`): its per-query file ho
 video's AP in its domain's column, and ``mAP`` (the average over domains) only when every
 domain of the dataset has a run — otherwise the table says which are missing.
 
-Usage: ``python -m reports.tables.datasets SUITE_DIR [--out DIR]``.
+Usage: ``python -m r2bench.reports.tables.datasets SUITE_DIR [--out DIR]``.
 """
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from datasets.errors import InputError
-from datasets.io import atomic_write
-from reports import records as rec
-from reports.paper import PAPER_ROW_NAMES, paper_table
-from reports.tables.common import (MISSING, Column, Layout, Row, RowResult, Table, TableError, build_table,
+from r2bench.core.errors import InputError
+from r2bench.core.io import atomic_write
+from r2bench.reports import records as rec
+from r2bench.reports.paper import PAPER_ROW_NAMES, paper_table
+from r2bench.reports.tables.common import (MISSING, Column, Layout, Row, RowResult, Table, TableError, build_table,
                                    write_table)
 
 R2_ROW = PAPER_ROW_NAMES["r2_tuning"]
@@ -96,7 +96,7 @@ def _domain_columns(group: str, prefix: str, domains: tuple[str, ...], paper_nam
 
 
 def _domains(dataset: str) -> tuple[str, ...]:
-    from datasets.registry import get_dataset
+    from r2bench.datasets.registry import get_dataset
     return get_dataset(dataset).domains
 
 
@@ -340,7 +340,7 @@ def render(suite_dir, out_dir=None, paper=None) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.tables.datasets", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m r2bench.reports.tables.datasets", description=__doc__.splitlines()[0])
     parser.add_argument("suite_dir", help="folder holding the suite's ledger.jsonl (table1 … table4)")
     parser.add_argument("--out", help="output directory (default: the suite folder)")
     args = parser.parse_args(argv)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import records as rec
-from reports.paper import paper_table
-from reports.tables.common import (Block, Cell, Column, Layout, Row, Table, _per_query_matrix, build_table,
+from r2bench.reports import records as rec
+from r2bench.reports.paper import paper_table
+from r2bench.reports.tables.common import (Block, Cell, Column, Layout, Row, Table, _per_query_matrix, build_table,
                                    cells_from_matrices, fmt, pool, setting_lines, write_table)
 
 KEY = "MR-full-mAP"

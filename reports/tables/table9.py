@@ -11,7 +11,7 @@ same head; the question each row answers is whether it beats not tuning CLIP at 
 cheapest option, with the identical head and pipeline. (R²-Tuning against each baseline is
 a different question, answered by the diff between two rows' marks and intervals.)
 
-Usage: ``python -m reports.tables.table9 SUITE_DIR [--out DIR] [--paper CSV] [--include-missing]``
+Usage: ``python -m r2bench.reports.tables.table9 SUITE_DIR [--out DIR] [--paper CSV] [--include-missing]``
 (``SUITE_DIR`` holds the suite's ``ledger.jsonl``).
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from datasets.errors import InputError
-from reports.paper import PAPER_ROW_NAMES
-from reports.records import load_records
-from reports.tables.common import (RANDOM_INIT_WARNING, Column, Layout, Row, RowResult, Table, TableError,
+from r2bench.core.errors import InputError
+from r2bench.reports.paper import PAPER_ROW_NAMES
+from r2bench.reports.records import load_records
+from r2bench.reports.tables.common import (RANDOM_INIT_WARNING, Column, Layout, Row, RowResult, Table, TableError,
                                    build_table, default_row, write_table)
 
 PAPER_TABLE = "table9_transfer_methods"
@@ -87,7 +87,7 @@ def render(suite_dir, out_dir=None, paper=None, *, include_missing: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m reports.tables.table9", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m r2bench.reports.tables.table9", description=__doc__.splitlines()[0])
     parser.add_argument("suite_dir", help="folder holding the suite's ledger.jsonl")
     parser.add_argument("--out", help="output directory (default: the suite folder)")
     parser.add_argument("--paper", help="paper table CSV (default: the committed copy)")

@@ -15,12 +15,12 @@ from functools import partial
 import pytest
 import torch
 
-from bench.measure import count_params, cuda_peak_memory, estimate_peak_memory
-from bench.run import PAPER_BACKBONE, paper_memory
-from bench.suites import get_suite
-from bench.train import TrainConfig, make_step_state, train_step
-from methods.backbone import Backbone
-from methods.registry import build_model, get_method, registered
+from r2bench.bench.measure import count_params, cuda_peak_memory, estimate_peak_memory
+from r2bench.bench.run import PAPER_BACKBONE, paper_memory
+from r2bench.bench.suites import get_suite
+from r2bench.bench.train import TrainConfig, make_step_state, train_step
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.registry import build_model, get_method, registered
 
 pytestmark = pytest.mark.perf
 METHODS = [s.method for s in get_suite("table9").runs if s.method in registered()]   # the Table 9 rows

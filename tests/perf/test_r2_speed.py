@@ -11,7 +11,7 @@ assertions below check against the benchmark's own median.
 import pytest
 import torch
 
-from methods.head import GroundingHead, HeadConfig, decode, head_losses
+from r2bench.methods.head import GroundingHead, HeadConfig, decode, head_losses
 
 pytestmark = pytest.mark.perf
 REFERENCE_SECONDS = {"train_b8": 5.2, "train_b32": 38.0, "infer_per_video": 0.200}

@@ -35,7 +35,7 @@ METRICS = ("MR-full-mAP", "MR-full-R1@0.5", "MR-full-R1@0.7", "HL-min-VeryGood-m
 
 def per_query_metrics(lines: list[dict], ground_truth: list[dict]) -> pd.DataFrame:
     """Per-query values (in points) whose means are the official brief metrics of ``METRICS``."""
-    from bench.metrics.qvhighlights import CLIP_SECONDS, MAX_PRED_WINDOWS, SALIENCY_LEVELS, _hl_ap, _mr_ap, temporal_iou
+    from r2bench.bench.metrics.qvhighlights import CLIP_SECONDS, MAX_PRED_WINDOWS, SALIENCY_LEVELS, _hl_ap, _mr_ap, temporal_iou
     gt = {g["qid"]: g for g in ground_truth}
     qids = [ln["qid"] for ln in lines]
     gts = [np.asarray(gt[q]["relevant_windows"], float).reshape(-1, 2) for q in qids]
@@ -63,10 +63,10 @@ def per_query_metrics(lines: list[dict], ground_truth: list[dict]) -> pd.DataFra
 
 def run(args) -> None:
     import torch
-    from bench.run import RunContext, RunSpec, execute
-    from datasets.registry import synthetic_dataset
-    from datasets.synthetic.presets import benchmark_version
-    from datasets.synthetic.tiny_clip import ensure_tiny_clip
+    from r2bench.bench.run import RunContext, RunSpec, execute
+    from r2bench.datasets.registry import synthetic_dataset
+    from r2bench.datasets.synthetic.presets import benchmark_version
+    from r2bench.datasets.synthetic.tiny_clip import ensure_tiny_clip
     torch.set_num_threads(args.threads)
     spec = synthetic_dataset(seed=0, progress=False, size=args.size)
     weights = str(args.weights or ensure_tiny_clip())

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
-from reports.stats import (bootstrap_ci, estimate_variance_components, holm, minimum_detectable_effect, paired_test,
+from r2bench.reports.stats import (bootstrap_ci, estimate_variance_components, holm, minimum_detectable_effect, paired_test,
                          per_query_matrix, seed_summary)
 
 LABELS = {"frozen": "w/o Tuning (K=1)", "r2_tuning": "R²-Tuning (K=4)", "r2_k2": "R²-Tuning K=2",

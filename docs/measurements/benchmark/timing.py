@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 import torch  # noqa: E402
 
-from bench.run import RunContext, RunSpec, execute  # noqa: E402
-from datasets.registry import synthetic_dataset  # noqa: E402
-from datasets.synthetic import generator  # noqa: E402
-from methods.model import TransferModel  # noqa: E402
-from methods.registry import register  # noqa: E402
-from methods.tuners.frozen import FrozenConfig  # noqa: E402
+from r2bench.bench.run import RunContext, RunSpec, execute  # noqa: E402
+from r2bench.datasets.registry import synthetic_dataset  # noqa: E402
+from r2bench.datasets.synthetic import generator  # noqa: E402
+from r2bench.methods.model import TransferModel  # noqa: E402
+from r2bench.methods.registry import register  # noqa: E402
+from r2bench.methods.tuners.frozen import FrozenConfig  # noqa: E402
 
 
 @register("timing_frames", label="timing: frozen head, trainable CLIP, from frames", category="full",
@@ -67,7 +67,7 @@ def _timed(name, fn):
 
 
 def main() -> None:
-    import bench.run as run
+    import r2bench.bench.run as run
     for name in ("train", "predict", "build_features", "paper_memory", "paper_params"):
         setattr(run, name, _timed(name, getattr(run, name)))
     p = argparse.ArgumentParser()

@@ -20,8 +20,25 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = REPO_ROOT.parent / "shared"
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent        # the r2bench package folder
+
+
+def _checkout_root() -> Path | None:
+    """The source checkout this code runs from (it holds ``run_all.py`` and ``methods/``), or
+    None for an installed wheel."""
+    root = PACKAGE_ROOT.parent
+    return root if (root / "run_all.py").is_file() and (root / "methods" / "registry.py").is_file() else None
+
+
+REPO_ROOT = _checkout_root()
+# The project's reference material (public annotations, fixtures): $R2BENCH_SHARED, else the
+# ``shared`` folder beside a checkout. Only defaults and tests read it; a user passes files.
+SHARED_DIR = Path(os.environ.get("R2BENCH_SHARED") or ((REPO_ROOT or PACKAGE_ROOT).parent / "shared"))
+
+
+def default_out_dir() -> Path:
+    """Where outputs go unless ``--out`` says otherwise: ``./out`` in the working directory."""
+    return Path("out")
 
 TEMP_TAG = ".r2tmp-"
 ORPHAN_MAX_AGE_S = 24 * 3600        # any temp name of ours older than this is an orphan, whoever made it
@@ -31,8 +48,10 @@ _LEGACY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$|^\..+\.tmp-[A-Za-z0-9_]{8}$"
 
 
 def cache_dir() -> Path:
-    """``$R2BENCH_CACHE`` or ``~/.cache/r2bench`` (created on first use)."""
-    root = Path(os.environ.get("R2BENCH_CACHE", Path.home() / ".cache" / "r2bench"))
+    """``$R2BENCH_CACHE``, else the user cache folder: ``$XDG_CACHE_HOME/r2bench`` or
+    ``~/.cache/r2bench`` (created on first use)."""
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    root = Path(os.environ.get("R2BENCH_CACHE") or user_cache / "r2bench")
     root.mkdir(parents=True, exist_ok=True)
     return root
 

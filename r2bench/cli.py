@@ -1,0 +1,164 @@
+"""``r2bench``: the one command line of R²-Bench (also ``python -m r2bench``).
+
+    r2bench run --suite table9                 # a suite on the built-in benchmark (python run_all.py is the same)
+    r2bench prepare --dataset qvhighlights ... # cache the features of a real video folder
+    r2bench evaluate --dataset NAME GT PRED    # score a prediction file with the official metrics
+    r2bench predict RUN_DIR video.mp4 -q "..." # one video encoded once, many queries
+    r2bench report out/                        # the report of every suite under out/
+    r2bench check-method my_method.py NAME     # the method contract on your own method
+
+Each subcommand has ``--help``. The older forms (``python run_all.py``, ``python -m
+r2bench.bench.evaluate`` …) run the same code.
+
+This module imports nothing heavy at the top: CPU threads must be configured before PyTorch
+starts its thread pools (:mod:`r2bench.bench.threads`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from r2bench.bench.threads import configure_early, threads_from_argv
+
+COMMANDS = {
+    "run": "run a suite (or --report alone: render what --out holds)",
+    "prepare": "encode a real video folder once into the feature cache",
+    "evaluate": "score a prediction file with the official metrics",
+    "predict": "ground queries in videos with a trained run",
+    "report": "render every suite under a folder into report.html and report.md",
+    "check-method": "run the method contract on a method (yours included)",
+}
+
+
+# --------------------------------------------------------------------------- logging
+
+def _drop_library_chatter(record: logging.LogRecord) -> bool:
+    """open_clip narrates model creation on the root logger at INFO: not our output."""
+    return record.levelno >= logging.WARNING or "open_clip" not in record.pathname
+
+
+def configure_logging(quiet: bool = False) -> None:
+    """Log lines (progress, notes, warnings) go to stderr; results (tables, JSON) to stdout."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    root = logging.getLogger()
+    if _drop_library_chatter not in root.filters:
+        root.addFilter(_drop_library_chatter)
+    if int(os.environ.get("RANK", "0")) != 0:     # the other processes of a torchrun run: warnings only
+        root.setLevel(logging.WARNING)
+
+
+# --------------------------------------------------------------------------- run
+
+def build_run_parser(prog: str = "r2bench run") -> argparse.ArgumentParser:
+    from r2bench.bench import launch
+    from r2bench.bench.suites import ALL, SUITES
+    from r2bench.core.io import default_out_dir
+    from r2bench.datasets.registry import DATASETS
+    p = argparse.ArgumentParser(prog=prog, description="Run a suite: every run → the results ledger → the "
+                                "rendered tables and figures.", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--suite", choices=[*sorted(SUITES), ALL],
+                   help="the suite to run (default table9; 'all': every suite, then the report)")
+    p.add_argument("--dataset", default="synthetic", choices=sorted(DATASETS))
+    p.add_argument("--video-dir", help="folder of <vid>.mp4 files (real datasets)")
+    p.add_argument("--data", action="append", metavar="NAME=VIDEO_DIR",
+                   help="dataset suites (table1-table4): a real dataset and its video folder; repeatable")
+    p.add_argument("--data-file", help="dataset suites: a TOML file, one [NAME] table per dataset with "
+                                       "video_dir and optional annotations")
+    p.add_argument("--annotations", help="folder of the dataset's annotation JSONL files "
+                                         "(default: ../shared/data/annotations/<dataset>)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override the dataset's preset, e.g. train.lr=1e-4 head.dropout=0.3")
+    p.add_argument("--backbone", help="open_clip model name (default: R2Bench-Tiny on synthetic, else ViT-B-32)")
+    p.add_argument("--weights", help="local CLIP checkpoint file (default on synthetic: the project's tiny CLIP)")
+    p.add_argument("--random-init", action="store_true", help="use a randomly initialised backbone")
+    p.add_argument("--size", choices=["small", "default", "large"],
+                   help="size of the built-in benchmark (videos, queries and its training preset; "
+                        "docs/benchmark.md); only for generated datasets")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--methods", nargs="+", help="only these rows of the suite")
+    p.add_argument("--epochs", type=int, help="override the dataset preset's epochs")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads per process (default: the cores available; "
+                                                "OMP_WAIT_POLICY=PASSIVE unless set; see docs/reliability.md)")
+    p.add_argument("--oom-retry", action="store_true",
+                   help="after CUDA out-of-memory, retry the run once with twice the gradient accumulation "
+                        "(half the micro-batch, the same batch), recorded as such")
+    p.add_argument("--run-id", nargs="+", help="only the runs with these ids (what a Slurm job runs)")
+    launch.add_arguments(p)
+    p.add_argument("--out", type=Path, default=default_out_dir(), help="output folder (default: ./out)")
+    p.add_argument("--paper-scale", action="store_true",
+                   help="only parameters and memory at the paper's setting (no data, weights or training)")
+    p.add_argument("--fresh", action="store_true", help="re-run runs the ledger already has")
+    p.add_argument("--quiet", action="store_true", help="no progress bars, no library log lines")
+    p.add_argument("--report", action="store_true",
+                   help="write OUT/report.html and report.md (alone: from what --out holds, running nothing)")
+    return p
+
+
+def parse_run_args(argv: list[str] | None = None, prog: str = "r2bench run") -> argparse.Namespace:
+    p = build_run_parser(prog)
+    args = p.parse_args(argv)
+    if args.suite is None and not args.report:
+        args.suite = "table9"
+    if args.threads is not None and args.threads < 1:
+        p.error(f"--threads must be at least 1, got {args.threads}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    return args
+
+
+def run_main(argv: list[str] | None = None, prog: str = "r2bench run") -> int:
+    """``r2bench run ARGS`` (what ``python run_all.py ARGS`` runs)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    configure_early(threads_from_argv(argv))
+    args = parse_run_args(argv, prog)
+    configure_logging(args.quiet)
+    from r2bench.bench.orchestrate import run_command
+    from r2bench.bench.threads import apply
+    apply(args.threads)
+    return run_command(args)
+
+
+# --------------------------------------------------------------------------- the other commands
+
+def _delegate(module: str, argv: list[str], prog: str) -> int:
+    """Run ``module.main(argv)`` (the ``python -m`` form of the command) with ``prog`` in its help."""
+    import importlib
+    mod = importlib.import_module(module)
+    old = sys.argv[0]
+    sys.argv[0] = prog
+    try:
+        return mod.main(argv) or 0
+    finally:
+        sys.argv[0] = old
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, COMMANDS))
+        print(__doc__.split("\n\n")[0] + "\n\nusage: r2bench COMMAND [options]   (r2bench COMMAND --help)\n\ncommands:")
+        for name, what in COMMANDS.items():
+            print(f"  {name:<{width}}  {what}")
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from r2bench import __version__
+        print(f"r2bench {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"r2bench: unknown command {command!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    if command == "run":
+        return run_main(rest)
+    configure_early(threads_from_argv(rest))
+    module = {"prepare": "r2bench.datasets.prepare", "evaluate": "r2bench.bench.evaluate",
+              "predict": "r2bench.bench.predict", "report": "r2bench.reports.__main__",
+              "check-method": "r2bench.methods.contract"}[command]
+    return _delegate(module, rest, f"r2bench {command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

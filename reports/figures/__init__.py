@@ -1,0 +1,1 @@
+"""Figures: matplotlib + seaborn renderings of a suite's runs."""
