@@ -24,8 +24,9 @@ from r2bench.bench.resume import RESUME_NAME, peek_epoch
 from r2bench.bench.train import NonFiniteLoss
 from r2bench.core.io import atomic_write, cache_dir, clean_orphans
 from r2bench.bench.run import RunContext, RunSpec, base_record, execute, make_run_id, run_identity
-from r2bench.bench.suites import ALL, SUITES, DatasetSuite, get_suite
+from r2bench.bench.suites import ALL, ALL_SUITES, SUITES, DatasetSuite, get_suite
 from r2bench.bench.suites.datasets import bindings as dataset_bindings
+from r2bench.reports.render import render
 from r2bench.reports.tables.common import TableError
 from r2bench.core.errors import InputError
 from r2bench.datasets.registry import DATASETS, get_dataset, parse_overrides
@@ -144,12 +145,14 @@ def run_or_record_failure(spec, ctx: RunContext, run_id: str, oom_retry: bool = 
 
 def plan_runs(suite, args, dataset, backbone, weights, device, out_dir) -> list[tuple[RunSpec, RunContext, str]]:
     """Every (spec, context, run id) the command asks for; unknown methods and bad settings
-    raise here, before anything runs."""
+    raise here, before anything runs. ``--methods`` may name registered methods that an
+    extensible suite does not list: they join it as extra rows."""
     known = registered()
-    wanted = [s.method for s in suite.runs]
-    unknown = sorted(set(args.methods or []) - set(wanted))
-    if unknown:
-        raise ValueError(f"--methods {' '.join(unknown)}: not a row of suite {suite.name} (rows: {', '.join(wanted)})")
+    unregistered = sorted(set(args.methods or []) - set(known) - {s.method for s in suite.runs})
+    if unregistered:
+        raise ValueError(f"--methods {' '.join(unregistered)}: no such method (registered: {', '.join(known)}; "
+                         f"a method of your own: --plugin FILE)")
+    suite = suite.with_methods(list(args.methods or []))
     train_overrides = {"epochs": args.epochs} if args.epochs is not None else {}
     from r2bench.bench.distributed import World
     world_size = World.current().size
@@ -158,7 +161,7 @@ def plan_runs(suite, args, dataset, backbone, weights, device, out_dir) -> list[
         if args.methods and spec.method not in args.methods:
             continue
         if spec.method not in known:
-            log.info("skip %s: method not in the registry yet (have %s)", spec.method, ", ".join(known))
+            log.info("skip %s: method not in the registry (have %s)", spec.method, ", ".join(known))
             continue
         for seed in args.seeds:
             ctx = RunContext(suite.name, dataset, backbone, weights, device, out_dir, seed,
@@ -252,7 +255,7 @@ def run_suite(suite, args, device) -> int:
                 return 1
     results = ledger.write_results_csv()
     try:
-        paths = suite.render(out_dir)
+        paths = render(out_dir, suite=suite, sources=figure_sources(args))
     except (TableError, InputError) as e:   # e.g. two configurations under one row name: refuse, say why
         log.error("suite %s: cannot render: %s", suite.name, e)
         return 1
@@ -265,6 +268,13 @@ def run_suite(suite, args, device) -> int:
     if failed:
         log.error("%d of %d runs did not finish ok: %s", len(failed), len(plan), ", ".join(failed))
     return 1 if failed else 0
+
+
+def figure_sources(args):
+    """Where figures find what records only name: the command's weights, videos and annotations."""
+    from r2bench.reports.figures.sources import Sources
+    return Sources(tuple(w for w in [getattr(args, "weights", None)] if w), getattr(args, "video_dir", None),
+                   getattr(args, "annotations", None))
 
 
 def run_command(args) -> int:
@@ -281,7 +291,7 @@ def run_command(args) -> int:
     for root in (args.out, cache_dir()):
         clean_orphans(root)          # temp files and folders of writers that were killed
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    names = list(SUITES) if args.suite == ALL else [args.suite] if args.suite else []
+    names = list(ALL_SUITES) if args.suite == ALL else [args.suite] if args.suite else []
     try:
         codes = [run_suite(get_suite(name), args, device) for name in names]
     except KeyboardInterrupt as e:
@@ -294,7 +304,7 @@ def run_command(args) -> int:
     if args.report or args.suite == ALL:
         from r2bench.reports.report import write_report
         try:
-            html_path, md_path, results = write_report(args.out)
+            html_path, md_path, results = write_report(args.out, suites=SUITES, sources=figure_sources(args))
         except InputError as e:
             log.error("error: %s", e)
             return 2

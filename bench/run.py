@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Mapping
 
 import torch
 
@@ -56,12 +57,14 @@ INFER_SAMPLES = 64
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One row of a suite: a registered method, its config overrides, and the row's name in
-    the rendered table (default: the method's paper label)."""
+    """One row of a suite: a registered method, its config overrides, the row's name in the
+    rendered table (default: the method's label) and the paper's row it matches (``{paper
+    column: value}``, e.g. ``{"method": "R2-Tuning"}``; None: the paper has no such row)."""
 
     method: str
     overrides: dict = field(default_factory=dict)
     row: str | None = None
+    paper: Mapping[str, str] | None = None
     # splits to predict besides the evaluation split, each written as <split>_preds.jsonl (e.g. the
     # QVHighlights test split, whose labels are withheld: Table 1's submission file)
     predict_splits: tuple[str, ...] = ()

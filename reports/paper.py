@@ -1,4 +1,5 @@
-"""The paper's published tables (committed CSV copies) and our registry ↔ paper row-name mapping."""
+"""The paper's published tables (committed CSV copies). Which of our rows matches which paper row
+is declared with each suite's rows (``r2bench.bench.suites``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,21 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 PAPER_TABLES_DIR = Path(__file__).resolve().parent / "paper_tables"
-
-# method registry name -> row name in the paper's tables
-PAPER_ROW_NAMES = {
-    "frozen": "w/o Tuning",
-    "full": "Full-Tuning",
-    "lora": "LoRA",
-    "vpt": "VPT",
-    "vop": "VoP",
-    "st_adapter": "ST-Adapter",
-    "e3va": "E3VA",
-    "losa": "LoSA",
-    "lst": "LST",
-    "r2_tuning": "R2-Tuning",
-}
-
 
 def paper_table(name: str) -> pd.DataFrame:
     """Load ``reports/paper_tables/<name>.csv`` (e.g. ``"table9_transfer_methods"``)."""

@@ -15,16 +15,16 @@ import os
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Mapping
 
 from r2bench.core.errors import InputError
 from r2bench.core.io import atomic_write
 from r2bench.reports import records as rec
 from r2bench.reports.figures.sources import Sources
-from r2bench.reports.render import Rendered, render_suite
+from r2bench.reports.render import Rendered, SuiteLike, render_suite
 from r2bench.reports.tables.common import TableError, to_html, to_markdown
 
 log = logging.getLogger(__name__)
-SUITE_ORDER = ("table9", "table5", "table6", "table10", "table11", "table12", "fig7")
 CSS = """
 body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
        color: #222; line-height: 1.4; padding: 0 1em; }
@@ -77,14 +77,18 @@ def provenance(records: list[dict]) -> list[tuple[str, str]]:
     ]
 
 
-def _order(item: tuple[str, Path]) -> tuple:
-    suite, path = item
-    return (SUITE_ORDER.index(suite) if suite in SUITE_ORDER else len(SUITE_ORDER), suite, str(path))
+def collect(out_dir: str | Path, *, figures: bool = True, sources: Sources | None = None,
+            suites: Mapping[str, SuiteLike] | None = None) -> list[Rendered | tuple]:
+    """Render every suite found under ``out_dir``, in the order of ``suites`` (the declared
+    suites by name; a suite not declared there gets the generic table, after them): a
+    ``Rendered`` per suite, or ``(suite, folder, error)`` for a suite whose ledger cannot be rendered."""
+    suites = dict(suites or {})
+    order = list(suites)
 
+    def _order(item: tuple) -> tuple:
+        suite, path = item[:2]
+        return (order.index(suite) if suite in order else len(order), suite, str(path))
 
-def collect(out_dir: str | Path, *, figures: bool = True, sources: Sources | None = None) -> list[Rendered | tuple]:
-    """Render every suite found under ``out_dir``: a ``Rendered`` per suite, or
-    ``(suite, folder, error)`` for a suite whose ledger cannot be rendered."""
     found = []
     for suite_dir in rec.find_suite_dirs(out_dir):
         try:
@@ -93,14 +97,14 @@ def collect(out_dir: str | Path, *, figures: bool = True, sources: Sources | Non
         except InputError as e:
             found.append((suite_dir.name, suite_dir, e))
     results = []
-    for item in sorted(found, key=lambda t: _order(t[:2])):
+    for item in sorted(found, key=_order):
         if len(item) == 3:
             results.append(item)
             continue
         suite, suite_dir = item
         try:
-            results.append(render_suite(suite_dir, figures=figures, sources=sources))
-        except (TableError, InputError) as e:
+            results.append(render_suite(suite_dir, suite=suites.get(suite), figures=figures, sources=sources))
+        except (TableError, InputError, ValueError) as e:
             log.error("suite %s (%s): %s", suite, suite_dir, e)
             results.append((suite, suite_dir, e))
     return results
@@ -176,14 +180,16 @@ def _anchor(r) -> str:
 
 
 def write_report(out_dir: str | Path, report_dir: str | Path | None = None, *, figures: bool = True,
-                 sources: Sources | None = None) -> tuple[Path, Path, list]:
-    """Render every suite under ``out_dir`` and write ``report.html`` and ``report.md``
-    (into ``report_dir``, default ``out_dir``). Returns both paths and the per-suite results."""
+                 sources: Sources | None = None, suites: Mapping[str, SuiteLike] | None = None
+                 ) -> tuple[Path, Path, list]:
+    """Render every suite under ``out_dir`` as ``suites`` declares them and write ``report.html``
+    and ``report.md`` (into ``report_dir``, default ``out_dir``). Returns both paths and the
+    per-suite results."""
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise InputError(out_dir, None, None, "no such output folder")
     report_dir = Path(report_dir or out_dir)
-    results = collect(out_dir, figures=figures, sources=sources)
+    results = collect(out_dir, figures=figures, sources=sources, suites=suites)
     html_path = atomic_write(report_dir / "report.html", to_html_report(results, report_dir))
     md_path = atomic_write(report_dir / "report.md", to_markdown_report(results, report_dir))
     return html_path, md_path, results

@@ -79,3 +79,18 @@ def vectors(n: int, shift: float = 0.0, seed: int = 0, noise: float = 20.0) -> d
     base = np.random.default_rng(1234).uniform(10, 90, size=(len(METRICS), n))
     jitter = np.random.default_rng(seed).normal(0, noise * 0.1, size=base.shape) if seed else 0.0
     return {m: base[i] + shift + (jitter[i] if seed else 0.0) for i, m in enumerate(METRICS)}
+
+
+def table9_build(records: list[dict], include_missing: bool = False):
+    """Table 9 as the suite declares it (``include_missing``: also the paper rows nobody ran)."""
+    import dataclasses
+    from r2bench.bench.suites import get_suite
+    from r2bench.reports.tables.common import build_table
+    return build_table(records, dataclasses.replace(get_suite("table9").layout(), show_missing=include_missing))
+
+
+def table9_render(suite_dir, out_dir, include_missing: bool = False):
+    """``table9.md``, ``.tex``, ``.csv`` of the ledger in ``suite_dir``, as ``r2bench report`` writes them."""
+    from r2bench.reports import records as rec
+    from r2bench.reports.tables.common import write_table
+    return write_table(table9_build(rec.load_records(suite_dir), include_missing), out_dir)

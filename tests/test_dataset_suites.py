@@ -104,7 +104,7 @@ def test_highlight_stand_in_files_read_with_the_real_readers(tmp_path, monkeypat
 def _domain_runs(suite_dir, domains, seed=0):
     for i, d in enumerate(domains):
         values = {f"Top5-mAP-{d}": [50.0 + 10 * i, 60.0 + 10 * i], "Top5-mAP": [0.0, 0.0]}
-        suite_dir.add("R2-Tuning", seed=seed, values=values, dataset="synthetic_hd_graded", domain=d,
+        suite_dir.add("R²-Tuning", seed=seed, values=values, dataset="synthetic_hd_graded", domain=d,
                       qids=[f"{d}{seed}a", f"{d}{seed}b"], query_texts=[d, d])
 
 
@@ -133,22 +133,24 @@ def test_an_incomplete_set_of_domains_shows_no_average_and_says_which_are_missin
 def test_stand_in_table_shows_the_papers_rows_and_ours_labelled_as_stand_in(tmp_path):
     sd = SuiteDir(tmp_path / "table4", "table4")
     _domain_runs(sd, standins.HD_DOMAINS)
-    table = dataset_tables.build("table4", sd.records, tmp_path / "table4")
+    from r2bench.bench.suites import get_suite
+    suite = get_suite("table4")
+    (table,) = suite.table.build(sd.records, suite.layout(), tmp_path / "table4")
     paths = write_table(table, tmp_path / "table4")
     md = next(p for p in paths if p.suffix == ".md").read_text()
     assert "Stand-in" in md and "synthetic dataset of the same task" in md
     assert "not comparable with the paper" in md
-    for method in ("sLSTM", "UniVTG", "R2-Tuning"):
+    for method in ("sLSTM", "UniVTG", "R²-Tuning"):
         assert method in md
     assert "85.2" in md and "70.0" in md           # the paper's R²-Tuning average beside ours (stand-in)
     assert "python run_all.py --suite table4 --data tvsum=VIDEO_DIR" in md   # how to fill the real columns
-    r2 = next(r for r in table.rows if r.name == "R2-Tuning")
+    r2 = next(r for r in table.rows if r.name == "R²-Tuning")
     assert r2.records and all(c.text == MISSING for c in next(r for r in table.rows if r.name == "sLSTM").cells.values())
 
 
 def test_table1_writes_the_test_split_submission_in_the_official_format(tmp_path):
     sd = SuiteDir(tmp_path / "table1", "table1")
-    rec = sd.add("R2-Tuning", values={"MR-full-mAP": [40.0, 50.0]}, dataset="qvhighlights")
+    rec = sd.add("R²-Tuning", values={"MR-full-mAP": [40.0, 50.0]}, dataset="qvhighlights")
     line = dict(qid=7, query="q", vid="v_1", pred_relevant_windows=[[0.0, 4.0, 0.9]], pred_saliency_scores=[0.1, 0.2],
                 extra="dropped")
     test_preds = tmp_path / "test_preds.jsonl"
@@ -195,7 +197,9 @@ def test_stand_in_size_keeps_the_overrides(monkeypatch, tmp_path):
 
 
 def test_table1_says_which_published_rows_are_val_numbers(tmp_path):
-    table = dataset_tables.build("table1", [], tmp_path)
+    from r2bench.bench.suites import get_suite
+    suite = get_suite("table1")
+    (table,) = suite.table.build([], suite.layout(), tmp_path)
     md = next(p for p in write_table(table, tmp_path) if p.suffix == ".md").read_text()
     assert "EaTR and UnLoc" in md and "68.03" in md and "not run" in md
     assert "Moment-DETR (PT: 236K ASR Cap.)" in md

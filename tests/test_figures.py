@@ -13,8 +13,9 @@ import torch
 from r2bench.reports import records as rec
 from r2bench.reports.figures import fig7, fig8, fig9, qualitative, tradeoff
 from r2bench.reports.figures.sources import FigureSkipped, Sources
-from r2bench.reports.tables import common, table9
-from r2bench.reports.tables.ablations import FIG7, STRATEGIES, TABLE5, TABLE10
+from r2bench.bench.suites import get_suite
+from r2bench.bench.suites.ablations import KS, STRATEGIES, fig7_row
+from r2bench.reports.tables import common
 from tests.reports_fixtures import SuiteDir, vectors
 
 FPS = 0.5
@@ -199,15 +200,15 @@ def test_top1_iou():
 def test_tradeoff_bubbles_area_colour_and_labels(tmp_path):
     s = SuiteDir(tmp_path / "t9", "table9")
     s.add("w/o Tuning", "frozen", values=vectors(12), category="frozen", memory_gib=4.0, params_M=2.7)
-    s.add("R2-Tuning", "r2_tuning", values=vectors(12, shift=3), memory_gib=9.0, params_M=2.7)
+    s.add("R²-Tuning", "r2_tuning", values=vectors(12, shift=3), memory_gib=9.0, params_M=2.7)
     s.add("Full-Tuning", "full", values=vectors(12), category="full", memory_gib=55.0, params_M=147.0)
     records = rec.load_records(s.root)
-    panels = tradeoff.panels_for(records, table9.LAYOUT, with_paper=True)
+    panels = tradeoff.panels_for(records, get_suite("table9").layout(), with_paper=True)
     assert [len(p) for _, p in panels] == [10, 3]
     fig = tradeoff.figure(panels)
     paper_ax, ours_ax = fig.axes
     assert ours_ax.get_xlabel().startswith("peak training memory (GiB)") and ours_ax.get_ylabel() == "MR mAP"
-    assert sorted(t.get_text() for t in ours_ax.texts) == ["Full-Tuning", "R2-Tuning", "w/o Tuning"]
+    assert sorted(t.get_text() for t in ours_ax.texts) == ["Full-Tuning", "R²-Tuning", "w/o Tuning"]
     assert len(paper_ax.texts) == 10
     from matplotlib.collections import PathCollection
     sizes = {tuple(c.get_facecolor()[0][:3]): c.get_sizes() for c in ours_ax.collections
@@ -216,14 +217,14 @@ def test_tradeoff_bubbles_area_colour_and_labels(tmp_path):
     petl, metl = sorted(sizes.values(), key=lambda v: v.max(), reverse=True)
     assert petl.max() / metl.max() == pytest.approx(147.0 / 2.7)              # area ∝ parameters
     ours = panels[1][1].set_index("name")
-    assert ours.loc["R2-Tuning", "low"] < ours.loc["R2-Tuning", "map"] < ours.loc["R2-Tuning", "high"]
-    assert len(tradeoff.render(records, table9.LAYOUT, tmp_path, with_paper=True)) == 2
+    assert ours.loc["R²-Tuning", "low"] < ours.loc["R²-Tuning", "map"] < ours.loc["R²-Tuning", "high"]
+    assert len(tradeoff.render(records, get_suite("table9").layout(), tmp_path, with_paper=True)) == 2
 
 
 def test_tradeoff_of_a_paper_scale_ledger_uses_the_papers_map(tmp_path):
     s = SuiteDir(tmp_path / "ps", "table9")
-    s.add("R2-Tuning", "r2_tuning", dataset="paper-scale", weights="random-init", memory_gib=8.3)
-    panels = tradeoff.panels_for(rec.load_records(s.root), table9.LAYOUT)
+    s.add("R²-Tuning", "r2_tuning", dataset="paper-scale", weights="random-init", memory_gib=8.3)
+    panels = tradeoff.panels_for(rec.load_records(s.root), get_suite("table9").layout())
     title, points = panels[0]
     assert "the paper's MR mAP" in title and points.loc[0, "map"] == 47.59 and points.loc[0, "memory"] == 8.3
 
@@ -238,7 +239,7 @@ def test_fig7_one_line_per_strategy_from_k1_to_k4(tmp_path):
             cfg = {"k": k, **{"Single": {"layer_mode": "single"}, "Mean": {"layer_mode": "mean"},
                               "Forward": {"reverse": False}, "Reversed": {}}[strategy]}
             s.add(f"{strategy} K={k}", values=vectors(16, shift=i + k, seed=k), config=cfg)
-    data = fig7.points(rec.load_records(s.root))
+    data = fig7.points(rec.load_records(s.root), get_suite("fig7").layout(), tuple(STRATEGIES), KS, fig7_row)
     assert len(data) == 16 and set(data["strategy"]) == set(STRATEGIES)
     k1 = data[data["k"] == 1]["mean"]
     assert k1.nunique() == 1                                   # every line starts at the one K = 1 run
@@ -253,13 +254,14 @@ def test_fig7_one_line_per_strategy_from_k1_to_k4(tmp_path):
         expected = data[data["strategy"] == strategy].sort_values("k")["mean"].to_numpy()
         assert np.allclose(y, expected)
     assert "bootstrap" in ax.get_title()
-    assert len(fig7.render(rec.load_records(s.root), tmp_path)) == 2
+    assert len(fig7.render(rec.load_records(s.root), tmp_path, get_suite("fig7").layout(), tuple(STRATEGIES), KS,
+                           fig7_row)) == 2
 
 
 def test_fig7_without_metrics_is_skipped():
     with pytest.raises(FigureSkipped, match="no fig7 run"):
-        fig7.figure(fig7.points([]))
-    assert FIG7.reference == "Reversed K=4" and TABLE5.reference == "L_video + L_layer"
+        fig7.figure(fig7.points([], get_suite("fig7").layout(), tuple(STRATEGIES), KS, fig7_row))
+    assert get_suite("fig7").reference == "Reversed K=4" and get_suite("table5").reference == "L_video + L_layer"
 
 
 def test_tradeoff_is_skipped_when_no_row_differs_in_memory_or_size(tmp_path):
@@ -267,4 +269,4 @@ def test_tradeoff_is_skipped_when_no_row_differs_in_memory_or_size(tmp_path):
     s.add("self→cross", values=vectors(12))
     s.add("cross→self", values=vectors(12, shift=1))
     with pytest.raises(FigureSkipped, match="nothing to trade off"):
-        tradeoff.panels_for(rec.load_records(s.root), TABLE10)
+        tradeoff.panels_for(rec.load_records(s.root), get_suite("table10").layout())

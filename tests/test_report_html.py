@@ -33,14 +33,15 @@ def out(tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
     t9 = SuiteDir(out / "table9", "table9")
     t9.add("w/o Tuning", "frozen", values=vectors(12), category="frozen", memory_gib=4.0, dataset="toy")
-    t9.add("R2-Tuning", "r2_tuning", values=vectors(12, shift=4), memory_gib=9.0, dataset="toy", memory_source="cuda")
+    t9.add("R²-Tuning", "r2_tuning", values=vectors(12, shift=4), memory_gib=9.0, dataset="toy", memory_source="cuda")
     t9.add("LoRA", "lora", status="failed", error="boom", dataset="toy", category="PETL")
     fig7 = SuiteDir(out / "fig7", "fig7")
     fig7.add("K=1 (all strategies)", values=vectors(12), config={"k": 1}, dataset="toy", memory_gib=7.0)
     fig7.add("Reversed K=2", values=vectors(12, shift=1), config={"k": 2}, dataset="toy")
     ps = SuiteDir(out / "table9_paper_scale", "table9")
-    ps.add("R2-Tuning", "r2_tuning", dataset="paper-scale", weights="random-init", memory_gib=8.3)
-    html, md, results = write_report(out)
+    ps.add("R²-Tuning", "r2_tuning", dataset="paper-scale", weights="random-init", memory_gib=8.3)
+    from r2bench.bench.suites import SUITES
+    html, md, results = write_report(out, suites=SUITES)
     return out, html, md, results
 
 

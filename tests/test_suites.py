@@ -9,9 +9,8 @@ import torch
 from r2bench.bench.run import RunSpec
 from r2bench.bench.suites import ALL, SUITES, Suite, get_suite
 from r2bench.methods.registry import get_method
-from r2bench.reports.render import layout_for
-from r2bench.reports.tables import ablations, table6, table9
-from r2bench.reports.tables.common import build_table
+from r2bench.bench.suites import ablations
+from r2bench.reports.tables.common import Column, TableSpec, build_table
 
 R2 = "r2_tuning"
 
@@ -21,7 +20,7 @@ def runs(name):
 
 
 def test_registry_holds_every_suite_of_the_paper():
-    assert set(SUITES) == {"table9", "table5", "table6", "table10", "table11", "table12", "fig7",
+    assert set(SUITES) == {"table9", "table9x", "table5", "table6", "table10", "table11", "table12", "fig7",
                            "table1", "table2", "table3", "table4"}
     assert ALL not in SUITES
     with pytest.raises(KeyError, match="unknown suite 'table99'"):
@@ -65,13 +64,16 @@ def test_fig7_runs_k1_once_and_every_strategy_for_k_2_to_4():
 def test_table9_lists_the_papers_methods_in_order():
     assert [s.method for s in get_suite("table9").runs] == ["frozen", "full", "lora", "vpt", "vop", "st_adapter",
                                                            "e3va", "losa", "lst", "r2_tuning"]
-    assert get_suite("table9").rows() == list(table9.LAYOUT.rows[i].name for i in range(10))
+    assert get_suite("table9").rows() == [r.name for r in get_suite("table9").layout().rows]
+    assert get_suite("table9").rows()[-1] == "R²-Tuning"      # the method's label, as in every figure
+    assert get_suite("table9x").rows()[:10] == get_suite("table9").rows()
+    assert [s.paper for s in get_suite("table9x").runs[10:]] == [None, None]   # not in the paper
 
 
 @pytest.mark.parametrize("name", sorted(SUITES))
 def test_suite_rows_are_rows_of_its_table_and_overrides_are_config_fields(name):
     suite = get_suite(name)
-    layout = layout_for(name, [])
+    layout = suite.layout()
     declared = [r.name for r in layout.rows]
     assert set(suite.rows()) <= set(declared), f"{name}: rows {set(suite.rows()) - set(declared)} not in the table"
     assert layout.reference in suite.rows()
@@ -79,7 +81,7 @@ def test_suite_rows_are_rows_of_its_table_and_overrides_are_config_fields(name):
         try:
             get_method(spec.method).make_config(spec.overrides)   # unknown fields raise
         except KeyError:
-            assert name == "table9"  # a Table 9 method not registered yet is skipped by run_all
+            assert name == "table9x"  # a method not registered is skipped (and named) by the plan
 
 
 @pytest.mark.parametrize("name, row, column, paper", [
@@ -92,14 +94,14 @@ def test_suite_rows_are_rows_of_its_table_and_overrides_are_config_fields(name):
     ("table9", "Full-Tuning", "Memory (GiB)", 58.5),
 ])
 def test_tables_show_the_papers_rows(name, row, column, paper):
-    table = build_table([], dataclasses.replace(layout_for(name, []), show_missing=True))
+    table = build_table([], dataclasses.replace(get_suite(name).layout(), show_missing=True))
     res = next(r for r in table.rows if r.name == row)
     block = next(b for b, blk in enumerate(table.blocks) if any(c.label == column for c in blk.columns))
     assert res.cells[(block, column)].paper == paper and res.status == "not run"
 
 
 def test_ego4d_columns_are_labelled_not_run_without_ego4d_runs():
-    table = build_table([], ablations.TABLE10)
+    table = build_table([], get_suite("table10").layout())
     groups = [(b.group, b.dataset) for b in table.blocks]
     assert groups == [("QVHL", None), ("Ego4D", None)]
     assert any("Ego4D columns: not run (no runs on ego4d_nlq" in line for line in table.setting)
@@ -108,14 +110,16 @@ def test_ego4d_columns_are_labelled_not_run_without_ego4d_runs():
 
 
 def test_fig7_and_table6_layouts():
-    assert ablations.FIG7.paper_table is None and ablations.FIG7.reference == "Reversed K=4"
-    assert [r.name for r in ablations.FIG7.rows] == [s.row for s in get_suite("fig7").runs]
-    assert table6.LAYOUT.reference == "w/o Tuning"
+    fig7 = get_suite("fig7").layout()
+    assert fig7.paper_table is None and fig7.reference == "Reversed K=4"
+    assert [r.name for r in fig7.rows] == [s.row for s in get_suite("fig7").runs]
+    assert get_suite("table6").layout().reference == "w/o Tuning"
 
 
 def test_a_suite_refuses_one_row_name_for_two_runs():
     with pytest.raises(ValueError, match=r"row names \['x'\] used by more than one run"):
-        Suite("bad", "", (RunSpec(R2, {"k": 1}, row="x"), RunSpec(R2, {"k": 2}, row="x")))
+        Suite("bad", "", (RunSpec(R2, {"k": 1}, row="x"), RunSpec(R2, {"k": 2}, row="x")),
+              TableSpec("t", (Column("MR mAP", "MR-full-mAP"),), ""), reference="x")
 
 
 def test_run_all_plans_every_row_and_seed_of_an_ablation_suite(tmp_path):
@@ -162,5 +166,6 @@ def test_run_all_suite_all_runs_every_suite_then_writes_the_report(tmp_path, mon
     monkeypatch.setattr(orchestrate, "run_suite", lambda suite, args, device: ran.append(suite.name) or 0)
     (tmp_path / "out").mkdir()
     assert cli.run_main(["--suite", "all", "--out", str(tmp_path / "out"), "--quiet"]) == 0
-    assert ran == list(SUITES) and ran[0] == "table9"
+    from r2bench.bench.suites import ALL_SUITES
+    assert ran == list(ALL_SUITES) and ran[0] == "table9" and "table9x" not in ran
     assert (tmp_path / "out" / "report.html").is_file() and (tmp_path / "out" / "report.md").is_file()

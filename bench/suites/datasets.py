@@ -34,11 +34,11 @@ from r2bench.bench.suites.base import Suite
 from r2bench.core.errors import InputError
 from r2bench.datasets.registry import Dataset, get_dataset, parse_overrides
 from r2bench.methods.backbone import check_backbone
-from r2bench.reports.paper import PAPER_ROW_NAMES
-from r2bench.reports.tables import datasets as dataset_tables
+from r2bench.reports.tables import datasets as dt
 
 R2 = "r2_tuning"
-R2_ROW = PAPER_ROW_NAMES[R2]
+R2_ROW = "R²-Tuning"
+R2_PAPER = {"method": "R2-Tuning"}
 STAND_IN_BACKBONE = "R2Bench-Tiny"
 REAL_BACKBONE = "ViT-B-32"
 
@@ -57,6 +57,9 @@ class DatasetSuite(Suite):
             get_dataset(name)   # a typo fails at import, naming the dataset
         if self.stand_in and not set(get_dataset(self.stand_in).stand_in_for) & set(self.targets):
             raise ValueError(f"suite {self.name}: {self.stand_in} is not a stand-in for {self.targets}")
+        if (self.table.targets, self.table.stand_in) != (self.targets, self.stand_in):
+            raise ValueError(f"suite {self.name}: its table reports {self.table.targets} / {self.table.stand_in}, "
+                             f"the suite {self.targets} / {self.stand_in}")
 
 
 class DataPaths(NamedTuple):
@@ -197,36 +200,78 @@ def bindings(suite: DatasetSuite, args) -> list[Binding]:
 
 # --------------------------------------------------------------------------- the suites
 
+def _r2(**kw) -> tuple[RunSpec, ...]:
+    return (RunSpec(R2, row=R2_ROW, paper=R2_PAPER, **kw),)
+
+
 TABLE1 = DatasetSuite(
     name="table1",
-    description="Table 1: QVHighlights MR + HD (val; test predictions written as hl_test_submission.jsonl)",
-    runs=(RunSpec(R2, row=R2_ROW, predict_splits=("test",)),),
-    targets=("qvhighlights",), stand_in="synthetic",
+    description="Table 1: QVHighlights MR + HD (val; test predictions written as hl_test_submission.jsonl and "
+                "submission.zip; scored locally with --test-annotations)",
+    runs=_r2(predict_splits=("test",)),
+    targets=("qvhighlights",), stand_in="synthetic", reference=R2_ROW,
+    table=dt.DatasetTable(
+        title="Table 1 — QVHighlights (ours: val, and test when its ground truth is given; paper: test): ours vs paper",
+        columns=dt.qvhighlights_columns("QVHL", True), roles={"QVHL": ("qvhighlights",)},
+        reference_why=dt.REFERENCE_WHY, paper_table="table1_qvhighlights_test",
+        paper_setting=("Paper: QVHighlights TEST split (R²-Tuning Table 1); ours: QVHighlights VAL, and the test "
+                       "split in the 'test' columns when its released ground truth is given (--test-annotations). "
+                       "Val and test numbers are not the same measurement."),
+        info=(("Post pre-training", dt.paper_info("post_pretrain")),), notes=(dt.VAL_ONLY_NOTE,),
+        targets=("qvhighlights",), stand_in="synthetic", stand_in_columns=dt.qvhighlights_columns(dt.STAND_IN_GROUP, False),
+        stand_in_what="MR + HD, the built-in benchmark", submissions=True),
 )
 
+TABLE2_GROUPS = {"ego4d_nlq": ("Ego4D-NLQ", "Ego4D"), "charades_sta": ("Charades-STA", "Charades"),
+                 "tacos": ("TACoS", "TACoS")}
 TABLE2 = DatasetSuite(
     name="table2",
     description="Table 2: moment retrieval on Ego4D-NLQ, Charades-STA and TACoS",
-    runs=(RunSpec(R2, row=R2_ROW),),
-    targets=("ego4d_nlq", "charades_sta", "tacos"), stand_in="synthetic_mr",
+    runs=_r2(),
+    targets=tuple(TABLE2_GROUPS), stand_in="synthetic_mr", reference=R2_ROW,
+    table=dt.DatasetTable(
+        title="Table 2 — moment retrieval on Ego4D-NLQ, Charades-STA, TACoS: ours vs paper",
+        columns=sum((dt.moment_retrieval_columns(group, prefix) for group, prefix in TABLE2_GROUPS.values()), ()),
+        roles={group: (name,) for name, (group, _) in TABLE2_GROUPS.items()},
+        reference_why=dt.REFERENCE_WHY, paper_table="table2_moment_retrieval",
+        paper_setting="Paper: Ego4D-NLQ val, Charades-STA test, TACoS test (R²-Tuning Table 2).",
+        info=(("Backbone", dt.paper_info("backbone", "CLIP")),),
+        targets=tuple(TABLE2_GROUPS), stand_in="synthetic_mr",
+        stand_in_columns=dt.moment_retrieval_columns(dt.STAND_IN_GROUP, None),
+        stand_in_what="moment retrieval only: the built-in benchmark without saliency labels"),
 )
 
 TABLE3 = DatasetSuite(
     name="table3",
     description="Table 3: YouTube Highlights mAP, one model per domain",
-    runs=(RunSpec(R2, row=R2_ROW),),
-    targets=("youtube_highlights",), stand_in="synthetic_hd_binary",
+    runs=_r2(),
+    targets=("youtube_highlights",), stand_in="synthetic_hd_binary", reference=R2_ROW,
+    table=dt.DatasetTable(
+        title="Table 3 — YouTube Highlights mAP per domain: ours vs paper",
+        columns=dt.domain_columns("YouTube", "mAP", "youtube_highlights", dt.YOUTUBE_PAPER),
+        roles={"YouTube": ("youtube_highlights",)}, reference_why=dt.REFERENCE_WHY,
+        paper_table="table3_youtube_highlights_mAP",
+        paper_setting="Paper: YouTube Highlights val, mAP per domain, one model per domain (R²-Tuning Table 3).",
+        targets=("youtube_highlights",), stand_in="synthetic_hd_binary",
+        stand_in_columns=dt.domain_columns(dt.STAND_IN_GROUP, "mAP", "synthetic_hd_binary", None),
+        stand_in_what="highlight detection per domain, binary labels, the domain name as the only query text"),
 )
 
 TABLE4 = DatasetSuite(
     name="table4",
     description="Table 4: TVSum Top-5 mAP, one model per domain",
-    runs=(RunSpec(R2, row=R2_ROW),),
-    targets=("tvsum",), stand_in="synthetic_hd_graded",
+    runs=_r2(),
+    targets=("tvsum",), stand_in="synthetic_hd_graded", reference=R2_ROW,
+    table=dt.DatasetTable(
+        title="Table 4 — TVSum Top-5 mAP per domain: ours vs paper",
+        columns=dt.domain_columns("TVSum", "Top5-mAP", "tvsum", dt.domains_of("tvsum")),
+        roles={"TVSum": ("tvsum",)}, reference_why=dt.REFERENCE_WHY, paper_table="table4_tvsum_top5_mAP",
+        paper_setting="Paper: TVSum val, Top-5 mAP per domain, one model per domain (R²-Tuning Table 4).",
+        targets=("tvsum",), stand_in="synthetic_hd_graded",
+        stand_in_columns=dt.domain_columns(dt.STAND_IN_GROUP, "Top5-mAP", "synthetic_hd_graded", None),
+        stand_in_what="highlight detection per domain, 20 annotators' 1–5 scores, the domain name as the only "
+                      "query text"),
 )
 
 DATASET_SUITES = (TABLE1, TABLE2, TABLE3, TABLE4)
-assert tuple(s.name for s in DATASET_SUITES) == tuple(dataset_tables.TARGETS), "suites and tables out of step"
-assert all(dataset_tables.TARGETS[s.name] == s.targets and dataset_tables.STAND_INS[s.name] == s.stand_in
-           for s in DATASET_SUITES), "suites and tables disagree on their datasets"
 __all__ = ["DATASET_SUITES", "DataPaths", "DatasetSuite", "Binding", "bindings", "parse_data"]

@@ -24,7 +24,7 @@ from r2bench.reports.records import PAPER_SCALE
 from r2bench.reports.tables.common import Column, Layout, build_table
 
 MAX_AREA = 700.0     # pt², the largest bubble
-COLUMNS = ["name", "family", "memory", "params", "map", "low", "high", "dataset", "memory_source"]
+COLUMNS = ["name", "family", "memory", "params", "map", "low", "high", "dataset", "memory_source", "paper_name"]
 
 
 def paper_points() -> pd.DataFrame:
@@ -32,7 +32,8 @@ def paper_points() -> pd.DataFrame:
     paper = paper_table("table9_transfer_methods")
     return pd.DataFrame([dict(name=r["method"], family=CATEGORY_FAMILY.get(r["kind"], "METL"),
                               memory=float(r["memory_GB"]), params=float(r["params_M"]), map=float(r["MR-mAP"]),
-                              low=math.nan, high=math.nan, dataset="QVHighlights val (paper)", memory_source="paper")
+                              low=math.nan, high=math.nan, dataset="QVHighlights val (paper)", memory_source="paper",
+                              paper_name=r["method"])
                          for _, r in paper.iterrows()], columns=COLUMNS)
 
 
@@ -61,15 +62,18 @@ def our_points(records: list[dict], layout: Layout) -> pd.DataFrame:
             sources = {r.get("memory_source") for r in res.records if r.get("memory_source")}
             out.append(dict(name=res.name, family=family, memory=memory.mean, params=params.mean, map=score.mean,
                             low=low, high=high, dataset=block.dataset,
-                            memory_source="estimate" if "estimate" in sources else ",".join(sorted(sources))))
+                            memory_source="estimate" if "estimate" in sources else ",".join(sorted(sources)),
+                            paper_name=str(res.paper["method"]) if res.paper is not None and "method" in res.paper
+                            else None))
     return pd.DataFrame(out, columns=COLUMNS)
 
 
 def with_paper_map(points: pd.DataFrame) -> pd.DataFrame:
-    """Paper-scale points: our memory and parameters at the paper's MR mAP (matched by row name)."""
+    """Paper-scale points: our memory and parameters at the paper's MR mAP (matched by the paper row
+    each of our rows declares)."""
     paper = paper_points().set_index("name")["map"]
     points = points.copy()
-    points["map"] = [paper.get(n, math.nan) for n in points["name"]]
+    points["map"] = [paper.get(n, math.nan) if n else math.nan for n in points["paper_name"]]
     points["low"] = points["high"] = math.nan
     return points
 

@@ -603,3 +603,53 @@ def write_table(table: Table, out_dir: str | Path) -> list[Path]:
         atomic_write(out_dir / f"{name}.tex", to_latex(table)),
         atomic_write(out_dir / f"{name}.csv", to_frame(table).to_csv(index=False, lineterminator="\n")),
     ]
+
+
+# --------------------------------------------------------------------------- a suite's table, declared
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What a suite declares about its table, besides its rows: the columns, the paper's table
+    and setting, the dataset roles, notes and extra columns. The suite (``r2bench.bench.suites``)
+    supplies the rows (its runs, each with the paper row it matches) and the reference row;
+    :meth:`layout` joins both. ``paper_rows`` are rows of the paper's table that no run fills
+    (shown with the paper's numbers only). Subclasses build other tables from the same
+    declaration (``table6.QueryLengthTable``, ``datasets.DatasetTable``)."""
+
+    title: str
+    columns: tuple[Column, ...]
+    reference_why: str
+    paper_table: str | None = None
+    paper_setting: str = ""
+    roles: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: {"": ()})
+    info: tuple[tuple[str, Callable], ...] = ()
+    ratio_to: str | None = None
+    notes: tuple[str, ...] = ()
+    show_missing: bool = True
+    paper_rows: tuple[Row, ...] = ()
+
+    def layout(self, suite: str, rows: tuple[Row, ...], reference: str) -> Layout:
+        return Layout(suite=suite, title=self.title, rows=tuple(rows) + self.paper_rows, columns=self.columns,
+                      reference=reference, reference_why=self.reference_why, paper_table=self.paper_table,
+                      paper_setting=self.paper_setting, roles=self.roles, info=self.info, ratio_to=self.ratio_to,
+                      notes=self.notes, show_missing=self.show_missing)
+
+    def build(self, records: list[dict], layout: Layout, out_dir: Path) -> list[Table]:
+        """The suite's tables from its ledger records (one here; a subclass may make several)."""
+        return [build_table(records, layout)]
+
+    def files(self, records: list[dict], out_dir: Path) -> list[Path]:
+        """Files the table writes besides itself (e.g. Table 1's submission files)."""
+        return []
+
+
+def generic_layout(suite: str, records: list[dict]) -> Layout:
+    """A table for a suite nobody declared (a ledger from a plugin's suite, say): its rows in
+    ledger order, the first row the reference, the five QVHighlights metrics, params and memory."""
+    rows = tuple(Row(name) for name in dict.fromkeys(default_row(r) for r in records)) or (Row("–"),)
+    columns = (Column("#Params (M)", "params_M", kind="size"), Column("Memory (GiB)", "memory_gib", kind="size"),
+               Column("MR R1@0.5", "MR-full-R1@0.5"), Column("MR R1@0.7", "MR-full-R1@0.7"),
+               Column("MR mAP", "MR-full-mAP"), Column("HD mAP", "HL-min-VeryGood-mAP"),
+               Column("HD HIT@1", "HL-min-VeryGood-Hit1"))
+    return Layout(suite=suite, title=f"Suite {suite}", rows=rows, columns=columns, reference=rows[0].name,
+                  reference_why="the suite's first row (this suite declares no reference).")

@@ -21,15 +21,13 @@ into one record before tabulating (:func:`merge_domains`): its per-query file ho
 video's AP in its domain's column, and ``mAP`` (the average over domains) only when every
 domain of the dataset has a run — otherwise the table says which are missing.
 
-Usage: ``python -m r2bench.reports.tables.datasets SUITE_DIR [--out DIR]``.
+The suites declare these tables (``r2bench.bench.suites.datasets``: :class:`DatasetTable`).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -37,17 +35,9 @@ import pandas as pd
 from r2bench.core.errors import InputError
 from r2bench.core.io import atomic_write
 from r2bench.reports import records as rec
-from r2bench.reports.paper import PAPER_ROW_NAMES, paper_table
-from r2bench.reports.tables.common import (MISSING, Column, Layout, Row, RowResult, Table, TableError, build_table,
-                                   write_table)
+from r2bench.reports.paper import paper_table
+from r2bench.reports.tables.common import (MISSING, Column, Layout, Row, RowResult, Table, TableSpec, build_table)
 
-R2_ROW = PAPER_ROW_NAMES["r2_tuning"]
-TARGETS = {"table1": ("qvhighlights",), "table2": ("ego4d_nlq", "charades_sta", "tacos"),
-           "table3": ("youtube_highlights",), "table4": ("tvsum",)}
-STAND_INS = {"table1": "synthetic", "table2": "synthetic_mr", "table3": "synthetic_hd_binary",
-             "table4": "synthetic_hd_graded"}
-PAPER_TABLES = {"table1": "table1_qvhighlights_test", "table2": "table2_moment_retrieval",
-                "table3": "table3_youtube_highlights_mAP", "table4": "table4_tvsum_top5_mAP"}
 STAND_IN_GROUP = "Stand-in"
 REFERENCE_WHY = ("the only row we run: the other rows are the paper's published numbers, so no row is "
                  "compared with it (no marks).")
@@ -95,46 +85,18 @@ def _domain_columns(group: str, prefix: str, domains: tuple[str, ...], paper_nam
             Column("Avg", prefix, "Avg" if paper_names else None, group=group, digits=digits))
 
 
-def _domains(dataset: str) -> tuple[str, ...]:
+def domains_of(dataset: str) -> tuple[str, ...]:
+    """The domains of a registered dataset (YouTube Highlights, TVSum and their stand-ins)."""
     from r2bench.datasets.registry import get_dataset
     return get_dataset(dataset).domains
+
+
+_domains = domains_of
 
 
 TABLE2_GROUPS = {"ego4d_nlq": ("Ego4D-NLQ", "Ego4D"), "charades_sta": ("Charades-STA", "Charades"),
                  "tacos": ("TACoS", "TACoS")}
 YOUTUBE_PAPER = ("Dog", "Gymnastics", "Parkour", "Skating", "Skiing", "Surfing")
-
-
-def _paper_rows(suite: str) -> tuple[Row, ...]:
-    """Every row of the paper's table, in its order, named uniquely (Table 1 repeats methods
-    with post pre-training: ``Moment-DETR (PT: 236K ASR Cap.)``)."""
-    frame = paper_frame(suite)
-    rows = []
-    for _, r in frame.iterrows():
-        match = {"method": str(r["method"])}
-        name = str(r["method"])
-        if "post_pretrain" in frame.columns:
-            match["post_pretrain"] = str(r["post_pretrain"])
-            if r["post_pretrain"]:
-                name = f"{name} (PT: {r['post_pretrain']})"
-        rows.append(Row(name, match))
-    return tuple(rows)
-
-
-def paper_frame(suite: str) -> pd.DataFrame:
-    """The paper's table (committed copy); Table 1's empty ``post_pretrain`` cells read as ""."""
-    frame = paper_table(PAPER_TABLES[suite])
-    if "post_pretrain" in frame.columns:
-        frame["post_pretrain"] = frame["post_pretrain"].fillna("").astype(str)
-    return frame
-
-
-def _info(suite: str) -> tuple:
-    if suite == "table1":
-        return (("Post pre-training", lambda res: _paper_text(res, "post_pretrain")),)
-    if suite == "table2":
-        return (("Backbone", lambda res: _paper_text(res, "backbone") or ("CLIP" if res.records else "")),)
-    return ()
 
 
 def _paper_text(res: RowResult, column: str) -> str:
@@ -144,50 +106,85 @@ def _paper_text(res: RowResult, column: str) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
-def layout(suite: str, stand_in: bool) -> Layout:
-    """The table's layout; ``stand_in``: add the stand-in column group (when stand-in runs exist)."""
-    if suite not in TARGETS:
-        raise KeyError(f"no dataset table {suite!r} (have {', '.join(TARGETS)})")
-    s = STAND_INS[suite]
-    if suite == "table1":
-        columns = _t1_columns("QVHL", True)
-        roles = {"QVHL": ("qvhighlights",)}
-        setting = ("Paper: QVHighlights TEST split (R²-Tuning Table 1); ours: QVHighlights VAL — the test labels "
-                   "are withheld, so our test predictions are written to hl_test_submission.jsonl for the "
-                   "official server instead. Val and test numbers are not the same measurement.")
-        what = "MR + HD, the built-in benchmark"
-        stand_cols = _t1_columns(STAND_IN_GROUP, False)
-    elif suite == "table2":
-        columns = sum((_t2_columns(group, prefix) for group, prefix in TABLE2_GROUPS.values()), ())
-        roles = {group: (name,) for name, (group, _) in TABLE2_GROUPS.items()}
-        setting = "Paper: Ego4D-NLQ val, Charades-STA test, TACoS test (R²-Tuning Table 2)."
-        what = "moment retrieval only: the built-in benchmark without saliency labels"
-        stand_cols = _t2_columns(STAND_IN_GROUP, None)
-    elif suite == "table3":
-        columns = _domain_columns("YouTube", "mAP", _domains("youtube_highlights"), YOUTUBE_PAPER)
-        roles = {"YouTube": ("youtube_highlights",)}
-        setting = "Paper: YouTube Highlights val, mAP per domain, one model per domain (R²-Tuning Table 3)."
-        what = "highlight detection per domain, binary labels, the domain name as the only query text"
-        stand_cols = _domain_columns(STAND_IN_GROUP, "mAP", _domains(s), None)
-    else:
-        domains = _domains("tvsum")
-        columns = _domain_columns("TVSum", "Top5-mAP", domains, domains)
-        roles = {"TVSum": ("tvsum",)}
-        setting = "Paper: TVSum val, Top-5 mAP per domain, one model per domain (R²-Tuning Table 4)."
-        what = "highlight detection per domain, 20 annotators' 1–5 scores, the domain name as the only query text"
-        stand_cols = _domain_columns(STAND_IN_GROUP, "Top5-mAP", _domains(s), None)
-    notes = (VAL_ONLY_NOTE,) if suite == "table1" else ()
-    if stand_in:
-        columns += stand_cols
-        roles = {**roles, STAND_IN_GROUP: (s,)}
-        notes += (STAND_IN_NOTE.format(what=what),)
-    titles = {"table1": "Table 1 — QVHighlights (ours: val; paper: test)",
-              "table2": "Table 2 — moment retrieval on Ego4D-NLQ, Charades-STA, TACoS",
-              "table3": "Table 3 — YouTube Highlights mAP per domain",
-              "table4": "Table 4 — TVSum Top-5 mAP per domain"}
-    return Layout(suite=suite, title=f"{titles[suite]}: ours vs paper", rows=_paper_rows(suite), columns=columns,
-                  reference=R2_ROW, reference_why=REFERENCE_WHY, paper_table=PAPER_TABLES[suite],
-                  paper_setting=setting, roles=roles, info=_info(suite), notes=notes)
+
+def qvhighlights_columns(group: str, paper: bool) -> tuple[Column, ...]:
+    """Table 1's columns (MR R1, mAP@0.5/0.75/avg, HD mAP and HIT@1, params)."""
+    return _t1_columns(group, paper)
+
+
+def moment_retrieval_columns(group: str, paper_prefix: str | None) -> tuple[Column, ...]:
+    """Table 2's columns of one dataset (R1@0.3/0.5/0.7, mIoU), paper columns ``<prefix>-R1@0.3`` …"""
+    return _t2_columns(group, paper_prefix)
+
+
+def domain_columns(group: str, prefix: str, dataset: str, paper_names: tuple[str, ...] | None) -> tuple[Column, ...]:
+    """Tables 3 and 4: one column per domain of ``dataset`` (``<prefix>-<domain>``) and their average."""
+    return _domain_columns(group, prefix, _domains(dataset), paper_names)
+
+
+def paper_frame(paper_table_name: str) -> pd.DataFrame:
+    """The paper's table (committed copy); Table 1's empty ``post_pretrain`` cells read as ""."""
+    frame = paper_table(paper_table_name)
+    if "post_pretrain" in frame.columns:
+        frame["post_pretrain"] = frame["post_pretrain"].fillna("").astype(str)
+    return frame
+
+
+def paper_rows(paper_table_name: str, ours: dict[str, Row]) -> tuple[Row, ...]:
+    """Every row of the paper's table, in its order, named uniquely (Table 1 repeats methods
+    with post pre-training: ``Moment-DETR (PT: 236K ASR Cap.)``); a paper row that one of
+    ``ours`` matches (by its paper match) takes our row's name."""
+    frame = paper_frame(paper_table_name)
+    rows = []
+    for _, r in frame.iterrows():
+        match = {"method": str(r["method"])}
+        name = str(r["method"])
+        if "post_pretrain" in frame.columns:
+            match["post_pretrain"] = str(r["post_pretrain"])
+            if r["post_pretrain"]:
+                name = f"{name} (PT: {r['post_pretrain']})"
+        mine = next((row for row in ours.values() if row.paper and all(str(match.get(k)) == str(v)
+                                                                           for k, v in row.paper.items())), None)
+        rows.append(Row(mine.name, match) if mine else Row(name, match))
+    return tuple(rows)
+
+
+def paper_info(column: str, ours_default: str = "") -> tuple[str, object]:
+    """An extra text column holding the paper table's ``column`` (``ours_default`` on our rows without one)."""
+    return lambda res: _paper_text(res, column) or (ours_default if res.records else "")
+
+
+@dataclass(frozen=True)
+class DatasetTable(TableSpec):
+    """A dataset table's declaration (paper Tables 1–4): the real datasets it reports
+    (``targets``, their column groups in ``roles``), the synthetic ``stand_in`` that runs when
+    none is given (its columns ``stand_in_columns``, described by ``stand_in_what``), and whether
+    test-split submission files are written beside it. Every row of the paper's table is shown,
+    in the paper's order; ours fill the row their paper match names."""
+
+    targets: tuple[str, ...] = ()
+    stand_in: str | None = None
+    stand_in_columns: tuple[Column, ...] = ()
+    stand_in_what: str = ""
+    submissions: bool = False
+    val_only_note: bool = False
+
+    def layout(self, suite: str, rows: tuple[Row, ...], reference: str, stand_in: bool = False) -> Layout:
+        ours = {r.name: r for r in rows}
+        columns, roles, notes = self.columns, dict(self.roles), tuple(self.notes)
+        if stand_in and self.stand_in:
+            columns += self.stand_in_columns
+            roles[STAND_IN_GROUP] = (self.stand_in,)
+            notes += (STAND_IN_NOTE.format(what=self.stand_in_what),)
+        return Layout(suite=suite, title=self.title, rows=paper_rows(self.paper_table, ours), columns=columns,
+                      reference=reference, reference_why=self.reference_why, paper_table=self.paper_table,
+                      paper_setting=self.paper_setting, roles=roles, info=self.info, notes=notes)
+
+    def build(self, records: list[dict], layout: Layout, out_dir: Path) -> list[Table]:
+        return [build(self, layout, records, out_dir)]
+
+    def files(self, records: list[dict], out_dir: Path) -> list[Path]:
+        return write_submissions(records, out_dir) if self.submissions else []
 
 
 # --------------------------------------------------------------------------- one model per domain
@@ -276,24 +273,27 @@ def _headline_key(record: dict) -> str | None:
 
 # --------------------------------------------------------------------------- tables
 
-def build(suite: str, records: list[dict], out_dir: str | Path | None = None, paper=None) -> Table:
-    """The table of ``suite`` from its ledger records (per-domain runs merged first; their
-    per-query files go to ``out_dir``, default the records' suite folder)."""
+def build(spec: DatasetTable, layout: Layout, records: list[dict], out_dir: str | Path | None = None,
+          paper=None) -> Table:
+    """The table of ``spec`` from its ledger records (per-domain runs merged first; their per-query
+    files go to ``out_dir``, default the records' suite folder). ``layout`` (the suite's) gives the
+    suite name and our rows; the stand-in columns are added when stand-in runs exist."""
     if out_dir is None:
         out_dir = Path(records[0]["_suite_dir"]) if records and records[0].get("_suite_dir") else Path(".")
     records, notes = merge_domains(records, out_dir)
-    stand_in = any(r.get("dataset") == STAND_INS[suite] for r in records)
-    lay = layout(suite, stand_in)
+    stand_in = any(r.get("dataset") == spec.stand_in for r in records)
+    ours = tuple(r for r in layout.rows if r.name == layout.reference)
+    lay = spec.layout(layout.suite, ours, layout.reference, stand_in=stand_in)
     run = {r.get("dataset") for r in records if r.get("status") == "ok"}
-    unrun = [d for d in TARGETS[suite] if d not in run]
-    extra = [f"Not run on {d}: {fill_command(suite, d)}" for d in unrun]
-    if suite == "table1":
-        extra.append("Test-split predictions: hl_test_submission.jsonl (and hl_val_submission.jsonl) beside this "
-                     "table, in the official format, from the lowest-seed run; the official server scores them.")
+    extra = [f"Not run on {d}: {fill_command(layout.suite, d)}" for d in spec.targets if d not in run]
+    if spec.submissions:
+        extra.append("Test-split predictions: hl_test_submission.jsonl (and hl_val_submission.jsonl, and "
+                     "submission.zip for the evaluation server) beside this table, in the official format, from "
+                     "the lowest-seed run.")
     lay = replace(lay, notes=lay.notes + tuple(notes) + tuple(extra))
-    table = build_table(records, lay, paper_frame(suite) if paper is None else paper)
+    table = build_table(records, lay, paper_frame(spec.paper_table) if paper is None else paper)
     for res in table.rows:          # the paper's other methods: published numbers only, nothing of ours to run
-        if res.name != R2_ROW and not res.records:
+        if res.name != layout.reference and not res.records:
             for cell in res.cells.values():
                 cell.text = MISSING
             res.notes = ["published only"]
@@ -326,33 +326,3 @@ def write_submissions(records: list[dict], out_dir: str | Path) -> list[Path]:
             written.append(atomic_write(out_dir / f"{prefix}hl_{split}_submission.jsonl",
                                         "".join(s + "\n" for s in lines)))
     return written
-
-
-def render(suite_dir, out_dir=None, paper=None) -> list[Path]:
-    """Write ``<suite>.md/.tex/.csv`` (and Table 1's submission files) from ``<suite_dir>/ledger.jsonl``."""
-    records = rec.load_records(suite_dir)
-    suite = rec.suite_name(records, Path(suite_dir))
-    out = Path(out_dir or suite_dir)
-    paths = write_table(build(suite, records, out, paper), out)
-    if suite == "table1":
-        paths += write_submissions(records, out)
-    return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m r2bench.reports.tables.datasets", description=__doc__.splitlines()[0])
-    parser.add_argument("suite_dir", help="folder holding the suite's ledger.jsonl (table1 … table4)")
-    parser.add_argument("--out", help="output directory (default: the suite folder)")
-    args = parser.parse_args(argv)
-    try:
-        paths = render(args.suite_dir, args.out)
-    except (InputError, TableError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,15 +15,15 @@ std over seeds with several seeds), and ``*`` when the row differs from the refe
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from r2bench.reports import records as rec
 from r2bench.reports.paper import paper_table
-from r2bench.reports.tables.common import (Block, Cell, Column, Layout, Row, Table, _per_query_matrix, build_table,
-                                   cells_from_matrices, fmt, pool, setting_lines, write_table)
+from r2bench.reports.tables.common import (Block, Cell, Column, Layout, Table, TableSpec, _per_query_matrix,
+                                           build_table, cells_from_matrices, fmt, pool, setting_lines, write_table)
 
 KEY = "MR-full-mAP"
 PAPER_TABLE = "table6_query_length"
@@ -31,17 +31,14 @@ PAPER_EDGES = ((1, 10), (11, 20), (21, 30), (31, 40), (41, None))
 PAPER_COLUMNS = ("words_1-10", "words_11-20", "words_21-30", "words_31-40", "words_41+")
 MAX_BUCKETS = 5
 
-LAYOUT = Layout(
-    suite="table6",
-    title="Table 6 — MR mAP by query length (words): ours vs paper",
-    rows=(Row("R²-Tuning", {"method": "R2-Tuning"}), Row("w/o Tuning")),
-    columns=(Column("MR mAP", KEY),),
-    reference="w/o Tuning",
-    reference_why=("frozen CLIP with the same head: does R²-Tuning's gain hold for short and long queries alike? "
-                   "A mark says the bucket's difference is more than query noise."),
-    paper_table=PAPER_TABLE,
-    paper_setting="Paper: QVHighlights val, CLIP ViT-B/32 (R²-Tuning, Table 6).",
-)
+
+
+@dataclass(frozen=True)
+class QueryLengthTable(TableSpec):
+    """Table 6's declaration: the suite's rows by query-length bucket (one table per dataset)."""
+
+    def build(self, records: list[dict], layout: Layout, out_dir: Path) -> list[Table]:
+        return build(records, layout)
 
 
 def label(lo: int, hi: int | None) -> str:
@@ -90,22 +87,25 @@ def query_lengths(records: list[dict]) -> pd.Series:
     return pd.Series(lengths, dtype=float)
 
 
-def build(records: list[dict], paper=None) -> list[Table]:
-    """One table per dataset found in ``records`` (columns: that dataset's length buckets)."""
-    frame = paper if isinstance(paper, pd.DataFrame) else (pd.read_csv(paper) if paper else paper_table(PAPER_TABLE))
+def build(records: list[dict], layout: Layout, paper=None) -> list[Table]:
+    """One table per dataset found in ``records`` (columns: that dataset's length buckets), with
+    the rows and reference of ``layout`` (the suite's declaration)."""
+    base_layout = layout
+    frame = paper if isinstance(paper, pd.DataFrame) else (pd.read_csv(paper) if paper else
+                                                           paper_table(layout.paper_table or PAPER_TABLE))
     datasets = list(dict.fromkeys(r.get("dataset") for r in records)) or [None]
     tables = []
     for dataset in datasets:
         here = [r for r in records if r.get("dataset") == dataset]
         ok = [r for r in here if r.get("status") == "ok"]
-        groups = pool(ok, LAYOUT, f" on {dataset}")
+        groups = pool(ok, base_layout, f" on {dataset}")
         lengths = query_lengths(ok)
         paper_edges = dataset == "qvhighlights"
         buckets = PAPER_EDGES if paper_edges else length_buckets(lengths.to_numpy(int))
         columns = tuple(Column(label(lo, hi), KEY, PAPER_COLUMNS[i] if paper_edges else None)
                         for i, (lo, hi) in enumerate(buckets))
-        layout = replace(LAYOUT, columns=columns)
-        base = build_table(here, replace(LAYOUT, columns=()), frame)  # rows, statuses, failure notes
+        layout = replace(base_layout, columns=columns)
+        base = build_table(here, replace(base_layout, columns=()), frame)  # rows, statuses, failure notes
         block = Block("", dataset, columns)
         matrices, notes = {}, {}
         for row, runs in groups.items():
@@ -125,7 +125,7 @@ def build(records: list[dict], paper=None) -> list[Table]:
             sub = {row: m.loc[m.index.intersection(qids)] for row, m in matrices.items()}
             sub = {row: m for row, m in sub.items() if len(m)}
             cells, more = cells_from_matrices(sub, {row: [math.nan] * len(groups[row]) for row in sub},
-                                              LAYOUT.reference, KEY)
+                                              base_layout.reference, KEY)
             for res in base.rows:
                 cell = cells.get(res.name, Cell())
                 if res.paper is not None and col.paper:
@@ -148,14 +148,3 @@ def build(records: list[dict], paper=None) -> list[Table]:
         footer = [f"Paper's rows (QVHighlights val; words 1–10 / 11–20 / 21–30 / 31–40 / 41+): {paper_rows}."]
         tables.append(Table(layout, [block], base.rows, setting, footer))
     return tables
-
-
-def render(suite_dir, out_dir=None, paper=None) -> list[Path]:
-    """``table6.md/.tex/.csv`` (one table per dataset; a second dataset's files are suffixed)."""
-    tables = build(rec.load_records(suite_dir), paper)
-    paths = []
-    for i, table in enumerate(tables):
-        if i:
-            table.layout = replace(table.layout, suite=f"table6_{table.blocks[0].dataset}")
-        paths += write_table(table, out_dir or suite_dir)
-    return paths
