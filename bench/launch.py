@@ -86,14 +86,14 @@ def job_env() -> dict[str, str]:
 
 def check_launcher(args) -> None:
     """Fail before anything runs if ``--launcher`` cannot work here (``ValueError``)."""
+    if args.gpus_per_run < 1 or args.cpus_per_run < 1 or args.time < 1 or args.max_parallel < 1 or args.mem_gb < 1:
+        raise ValueError("--gpus-per-run, --cpus-per-run, --time, --mem-gb and --max-parallel must be at least 1")
     if args.launcher == "inline":
         return
     try:
         import submitit  # noqa: F401
     except ImportError:
         raise ValueError(f"--launcher {args.launcher} needs submitit: pip install '.[slurm]'") from None
-    if args.gpus_per_run < 1 or args.cpus_per_run < 1 or args.time < 1 or args.max_parallel < 1:
-        raise ValueError("--gpus-per-run, --cpus-per-run, --time and --max-parallel must be at least 1")
 
 
 def executor_for(args, folder):

@@ -13,6 +13,7 @@ import logging
 import signal
 import time
 import traceback
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ from r2bench.bench.suites import ALL, ALL_SUITES, SUITES, DatasetSuite, get_suit
 from r2bench.bench.suites.datasets import bindings as dataset_bindings
 from r2bench.reports.render import render
 from r2bench.reports.tables.common import TableError
-from r2bench.core.errors import InputError
+from r2bench.core.errors import InputError, describe_os_error
 from r2bench.datasets.registry import DATASETS, get_dataset, parse_overrides
 from r2bench.methods.backbone import RANDOM_INIT, BackboneError, check_backbone
 from r2bench.methods.registry import registered
@@ -84,7 +85,8 @@ def dataset_and_backbone(args):
     if spec.materialize is not None:      # the built-in benchmark: generated on first use
         name = args.backbone or "R2Bench-Tiny"
         check_backbone(name, args.weights)
-        data = spec.bind(args.annotations, args.video_dir, progress=not args.quiet)
+        data = spec.bind(args.annotations, args.video_dir, progress=not args.quiet,
+                         follow_symlinks=getattr(args, "follow_symlinks", False))
         if args.weights or args.random_init or name != "R2Bench-Tiny":
             return data, name, args.weights
         from r2bench.datasets.synthetic.tiny_clip import ensure_tiny_clip
@@ -92,58 +94,106 @@ def dataset_and_backbone(args):
     if not args.video_dir:
         raise InputError(None, None, "video_dir", f"--dataset {args.dataset} needs --video-dir (a folder of <vid>.mp4 files)")
     check_backbone(args.backbone or "ViT-B-32", args.weights)
-    data = spec.bind(args.annotations, args.video_dir).check()
+    data = spec.bind(args.annotations, args.video_dir, follow_symlinks=getattr(args, "follow_symlinks", False)).check()
     return data, args.backbone or "ViT-B-32", args.weights
 
 
 def fault_of(e: BaseException, spec, ctx: RunContext) -> dict | None:
     """What a fault's record says beyond its message: the step and loss terms of a non-finite
-    loss; the batch, micro-batch and peak memory of a CUDA out-of-memory."""
+    loss; for a CUDA out-of-memory, the step that failed (training, evaluation, the paper-setting
+    measurement) with its real batch and micro-batch, and the peak memory."""
     if isinstance(e, NonFiniteLoss):
         return dict(kind="non_finite_loss", step=e.step, epoch=e.epoch, losses=e.losses)
     if isinstance(e, torch.cuda.OutOfMemoryError):
+        from r2bench.bench import train as training
         cfg = run_identity(spec, ctx).get("train_config") or {}
         batch, accumulate = cfg.get("batch_size"), cfg.get("accumulate", 1)
+        now = training.CURRENT
         peak = total = None
         if ctx.device.type == "cuda" and torch.cuda.is_available():
             peak = round(torch.cuda.max_memory_allocated(ctx.device) / 2**30, 2)
             total = round(torch.cuda.get_device_properties(ctx.device).total_memory / 2**30, 1)
-        return dict(kind="out_of_memory", batch_size=batch, accumulate=accumulate,
+        return dict(kind="out_of_memory", step=now.describe(), phase=now.phase, failed_batch=now.batch,
+                    failed_micro_batch=now.micro_batch, batch_size=batch, accumulate=accumulate,
                     micro_batch=-(-batch // accumulate) if batch else None, peak_gib=peak, device_gib=total)
     return None
 
 
-def run_or_record_failure(spec, ctx: RunContext, run_id: str, oom_retry: bool = False) -> dict:
+def run_or_record_failure(spec, ctx: RunContext, run_id: str, oom_retry: bool = True) -> dict:
     """The run's record; a run that raises becomes a ``failed`` record with its reason (and
-    :func:`fault_of`). With ``oom_retry``, a CUDA out-of-memory is retried once with twice the
-    micro-batches (``accumulate``), and the record says so (``oom_retry``)."""
+    :func:`fault_of`). With ``oom_retry``, a CUDA out-of-memory while training is retried with
+    twice the micro-batches (``accumulate``, the same batch) until it fits or the micro-batch
+    is one sample, and the record lists every attempt (``oom_retry``)."""
     start = time.perf_counter()
-    try:
-        return execute(spec, ctx, run_id)
-    except Exception as e:  # a failed run is recorded and the suite goes on
-        fault = fault_of(e, spec, ctx)
-        if oom_retry and fault and fault["kind"] == "out_of_memory" and fault["micro_batch"] and fault["micro_batch"] > 1:
-            log.warning("run %s ran out of memory at micro-batch %d; retrying with gradient accumulation at half "
-                        "that", run_id, fault["micro_batch"])
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-                torch.cuda.reset_peak_memory_stats(ctx.device) if ctx.device.type == "cuda" else None
-            from dataclasses import replace
-            retry = replace(ctx, train_overrides={**ctx.train_overrides, "accumulate": 2 * fault["accumulate"] // ctx.world_size})
-            record = run_or_record_failure(spec, retry, run_id, oom_retry=False)
-            record["oom_retry"] = dict(first=fault, accumulate=2 * fault["accumulate"],
-                                       micro_batch=-(-fault["batch_size"] // (2 * fault["accumulate"])))
+    attempts = []
+    while True:
+        try:
+            record = execute(spec, ctx, run_id)
+            if attempts:
+                record["oom_retry"] = attempts
             return record
-        log.error("run %s failed: %s", run_id, e)
-        log.debug(traceback.format_exc())
-        record = base_record(spec, ctx, run_id)
-        record.update(status="failed", error=f"{type(e).__name__}: {e}", wall_s=round(time.perf_counter() - start, 1))
-        if fault:
-            record["fault"] = fault
-        return record
+        except Exception as e:  # a failed run is recorded and the suite goes on
+            fault = fault_of(e, spec, ctx)
+            if oom_retry and fault and fault["kind"] == "out_of_memory" and fault["phase"] == "train" \
+                    and fault["micro_batch"] and fault["micro_batch"] > 1:
+                accumulate = 2 * fault["accumulate"]
+                log.warning("run %s ran out of memory in %s; retrying with %d micro-batches of up to %d", run_id,
+                            fault["step"], accumulate, -(-fault["batch_size"] // accumulate))
+                attempts.append(fault)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(ctx.device) if ctx.device.type == "cuda" else None
+                ctx = replace(ctx, train_overrides={**ctx.train_overrides, "accumulate": accumulate // ctx.world_size},
+                              fresh=True)
+                continue
+            message = describe_os_error(e, {"the output folder": ctx.out_dir}) if isinstance(e, OSError) else str(e)
+            log.error("run %s failed: %s", run_id, message)
+            log.debug(traceback.format_exc())
+            record = base_record(spec, ctx, run_id)
+            record.update(status="failed", error=f"{type(e).__name__}: {message}",
+                          wall_s=round(time.perf_counter() - start, 1))
+            if fault:
+                record["fault"] = fault
+            if attempts:
+                record["oom_retry"] = attempts
+            return record
 
 
-def plan_runs(suite, args, dataset, backbone, weights, device, out_dir) -> list[tuple[RunSpec, RunContext, str]]:
+def dataset_bindings_for(suite, args) -> list[tuple]:
+    """(dataset, backbone, weights) of every dataset the command runs ``suite`` on."""
+    if args.paper_scale:   # the paper's setting (QVHighlights, 0.5 fps); no data is read
+        dataset = replace(get_dataset("qvhighlights"), name="paper-scale").bind()
+        return [(dataset, "ViT-B-32", None)]
+    if isinstance(suite, DatasetSuite):     # its real datasets (--data), else its stand-in; domains
+        return [tuple(b) for b in dataset_bindings(suite, args)]
+    if args.data or args.data_file:
+        raise InputError("--data", None, "data", "--data/--data-file are for the dataset suites (table1-table4); "
+                                                 "use --dataset NAME --video-dir DIR")
+    return [dataset_and_backbone(args)]
+
+
+def check_videos(dataset, args, suite) -> "VideoCheck | None":
+    """Which videos of ``dataset`` the suite's runs need are there; a video path that would leave
+    the video folder is refused now, naming its annotation line; missing videos are listed (and
+    refused with ``--require-all-videos``)."""
+    if args.paper_scale:
+        return None
+    splits = dict.fromkeys([dataset.train_split, dataset.eval_split,
+                            *(s for spec in suite.runs for s in spec.predict_splits)])
+    check = dataset.check_videos([s for s in splits if s in dataset.files])
+    if check.missing:
+        first = ", ".join(f"{vid} ({why})" for vid, why in list(check.missing.items())[:3])
+        if getattr(args, "require_all_videos", False):
+            raise InputError(dataset.video_dir, None, "vid", f"{len(check.missing)} video(s) named by the annotations "
+                             f"are not in the video folder (--require-all-videos): {first}")
+        log.warning("%s: %d of %d videos are missing; their queries are skipped (test split: empty predictions), "
+                    "and every record and table says so: %s%s", dataset.name, len(check.missing),
+                    len(check.missing) + len(check.found), first, ", ..." if len(check.missing) > 3 else "")
+    return check
+
+
+def plan_runs(suite, args, dataset, backbone, weights, device, out_dir,
+              videos=None) -> list[tuple[RunSpec, RunContext, str]]:
     """Every (spec, context, run id) the command asks for; unknown methods and bad settings
     raise here, before anything runs. ``--methods`` may name registered methods that an
     extensible suite does not list: they join it as extra rows."""
@@ -166,7 +216,9 @@ def plan_runs(suite, args, dataset, backbone, weights, device, out_dir) -> list[
         for seed in args.seeds:
             ctx = RunContext(suite.name, dataset, backbone, weights, device, out_dir, seed,
                              train_overrides=train_overrides, paper_scale=args.paper_scale, progress=not args.quiet,
-                             fresh=args.fresh, world_size=world_size)
+                             fresh=args.fresh, world_size=world_size, memory=getattr(args, "memory", "auto"),
+                             infer_timing=getattr(args, "infer_timing", "quick"),
+                             workers=getattr(args, "workers", None), videos=videos)
             plan.append((spec, ctx, make_run_id(suite.name, run_identity(spec, ctx))))
     if args.run_id:
         unknown = sorted(set(args.run_id) - {run_id for _, _, run_id in plan})
@@ -191,8 +243,19 @@ def interrupted_record(spec, ctx: RunContext, run_id: str, reason: BaseException
     return record
 
 
-def run_suite(suite, args, device) -> int:
-    """Run one suite's plan into ``<out>/<suite>``, then render its tables and figures."""
+@dataclass
+class SuitePlan:
+    """One suite's runs, planned (and validated) before anything runs."""
+
+    suite: object
+    out_dir: Path
+    targets: list
+    runs: list = field(default_factory=list)       # (spec, ctx, run_id)
+
+
+def plan_suite(suite, args, device) -> SuitePlan:
+    """Bind the suite's datasets (generating the built-in ones), check their videos, and plan
+    every run; raises on bad input before anything runs."""
     # paper-scale rows (no training) get a folder of their own so they never mix with trained runs
     out_dir = args.out / (suite.name + ("_paper_scale" if args.paper_scale else ""))
     from r2bench.bench.distributed import World
@@ -200,46 +263,54 @@ def run_suite(suite, args, device) -> int:
     if not world.main:
         world.barrier()          # under torchrun, rank 0 generates data and weights first
     try:
-        if args.paper_scale:   # the paper's setting (QVHighlights, 0.5 fps); no data is read
-            from dataclasses import replace
-            dataset = replace(get_dataset("qvhighlights"), name="paper-scale").bind()
-            backbone, weights = "ViT-B-32", None
-            targets = [(dataset, backbone, weights)]
-        elif isinstance(suite, DatasetSuite):     # its real datasets (--data), else its stand-in; domains
-            targets = dataset_bindings(suite, args)
-        else:
-            if args.data or args.data_file:
-                raise InputError("--data", None, "data", f"--data/--data-file are for the dataset suites "
-                                                         f"(table1-table4); use --dataset NAME --video-dir DIR")
-            targets = [dataset_and_backbone(args)]
-        plan = [p for dataset, backbone, weights in targets
-                for p in plan_runs(suite, args, dataset, backbone, weights, device, out_dir)]
-    except (InputError, BackboneError, ValueError, KeyError) as e:  # nothing has run yet: say what is wrong, stop
-        log.error("error: %s", e)
-        return 2
+        targets = dataset_bindings_for(suite, args)
+        plan = SuitePlan(suite, out_dir, targets)
+        for dataset, backbone, weights in targets:
+            videos = check_videos(dataset, args, suite)
+            plan.runs += plan_runs(suite, args, dataset, backbone, weights, device, out_dir, videos)
     finally:
         if world.main:
             world.barrier()
+    return plan
+
+
+def execute_plan(plan: SuitePlan, args) -> dict[str, str]:
+    """Run every planned run that is not verified done and not claimed by another process;
+    returns ``{run_id: status}`` of what this command attempted. Waits, at the end, for the runs
+    another process is training (so the table is complete)."""
+    from r2bench.bench.distributed import World
+    world = World.current()
+    ledger, version = Ledger(plan.out_dir), code_version()
     if not world.main:           # the other processes of a torchrun run only train, in step with rank 0
-        ledger = Ledger(out_dir)
-        for spec, ctx, run_id in [p for p in plan if args.fresh or not ledger.done(p[2], code_version())]:
+        for spec, ctx, run_id in [p for p in plan.runs if args.fresh or not ledger.done(p[2], version)]:
             execute(spec, ctx, run_id)
-        return 0
-    ledger = Ledger(out_dir)
+        return {}
     names = ", ".join(dict.fromkeys(d.name + (f"/{d.domain}" if getattr(d, "domain", None) else "")
-                                    for d, _, _ in targets))
-    log.info("suite %s on %s | backbone %s [%s] | device %s", suite.name, names, targets[0][1],
-             targets[0][2] or RANDOM_INIT, device)
-    version = code_version()
-    todo = [(spec, ctx, run_id) for spec, ctx, run_id in plan if args.fresh or not ledger.done(run_id, version)]
-    for _, _, run_id in plan:
-        if not any(run_id == t[2] for t in todo):
+                                    for d, _, _ in plan.targets))
+    log.info("suite %s on %s | backbone %s [%s] | device %s", plan.suite.name, names, plan.targets[0][1],
+             plan.targets[0][2] or RANDOM_INIT, plan.runs[0][1].device if plan.runs else "-")
+    todo = []
+    for spec, ctx, run_id in plan.runs:
+        why = None if args.fresh else ledger.verified(run_id, version)
+        if not args.fresh and why is None:
             log.info("done already: %s (use --fresh to re-run)", run_id)
+            continue
+        if why and why not in ("not run yet",) and not why.startswith("its last attempt"):
+            log.warning("run %s runs again: %s", run_id, why)
+        todo.append((spec, ctx, run_id))
     outcome: dict[str, str] = {}      # run id -> how its attempt in this command ended
     if args.launcher != "inline" and todo:
-        outcome = launch.submit_and_collect(todo, args, ledger)
-    else:
-        for spec, ctx, run_id in todo:
+        return launch.submit_and_collect(todo, args, ledger)
+    elsewhere = []
+    for spec, ctx, run_id in todo:
+        with ledger.claim(run_id) as mine:
+            if not mine:
+                log.info("skip %s: another process is training it (its claim is held); waiting for it at the end", run_id)
+                elsewhere.append(run_id)
+                continue
+            if not args.fresh and ledger.verified(run_id, version) is None:   # finished by another process meanwhile
+                log.info("done meanwhile by another process: %s", run_id)
+                continue
             log.info("── %s [%s] (seed %d)", spec.method, spec.row_name(), ctx.seed)
             try:
                 record = run_or_record_failure(spec, ctx, run_id, oom_retry=args.oom_retry)
@@ -250,24 +321,54 @@ def run_suite(suite, args, device) -> int:
             outcome[run_id] = record["status"]
             ledger.append(record)           # a failed attempt never replaces an ok record (Ledger.append)
             ledger.write_results_csv()      # results.csv stays current after every run
-            if world.size > 1 and record["status"] != "ok":
-                log.error("a failed run stops a torchrun group (its other processes may be waiting in a collective)")
-                return 1
+        if world.size > 1 and record["status"] != "ok":
+            log.error("a failed run stops a torchrun group (its other processes may be waiting in a collective)")
+            outcome["__stop__"] = "failed"
+            return outcome
+    for run_id in elsewhere:                # the other process's runs: wait until its claim is released
+        waited = False
+        while ledger.claimed_elsewhere(run_id):
+            if not waited:
+                log.info("waiting for %s, which another process is training", run_id)
+                waited = True
+            time.sleep(CLAIM_POLL_S)
+    return outcome
+
+
+CLAIM_POLL_S = 5.0
+
+
+def render_plan(plan: SuitePlan, args, outcome: dict[str, str]) -> int:
+    """Render the suite's tables and figures; print its table on stdout; exit status 1 if a run of
+    the plan did not finish ok (in this command's attempt, or in the ledger) or nothing could be rendered."""
+    ledger = Ledger(plan.out_dir)
     results = ledger.write_results_csv()
     try:
-        paths = render(out_dir, suite=suite, sources=figure_sources(args))
+        paths = render(plan.out_dir, suite=plan.suite, sources=figure_sources(args))
     except (TableError, InputError) as e:   # e.g. two configurations under one row name: refuse, say why
-        log.error("suite %s: cannot render: %s", suite.name, e)
+        log.error("suite %s: cannot render: %s", plan.suite.name, e)
         return 1
-    log.info("\n%s", paths[0].read_text())
+    print(paths[0].read_text(), flush=True)            # the table: the command's result, on stdout
     log.info("results: %s\ntables: %s", results, ", ".join(str(p) for p in paths))
     # a run failed if this command's attempt failed (even where the ledger keeps an earlier ok
     # record of it) or, not attempted now, if the ledger has no ok record of it
     status = {r["run_id"]: r.get("status") for r in ledger.records()}
-    failed = [run_id for _, _, run_id in plan if outcome.get(run_id, status.get(run_id)) != "ok"]
+    failed = [run_id for _, _, run_id in plan.runs if outcome.get(run_id, status.get(run_id)) != "ok"]
     if failed:
-        log.error("%d of %d runs did not finish ok: %s", len(failed), len(plan), ", ".join(failed))
-    return 1 if failed else 0
+        log.error("%d of %d runs did not finish ok: %s", len(failed), len(plan.runs), ", ".join(failed))
+    return 1 if failed or "__stop__" in outcome else 0
+
+
+def run_suite(suite, args, device) -> int:
+    """Plan, run and render one suite (what ``run_command`` does for each)."""
+    try:
+        plan = plan_suite(suite, args, device)
+    except (InputError, BackboneError, ValueError, KeyError) as e:
+        log.error("error: %s", e)
+        return 2
+    from r2bench.bench.distributed import World
+    outcome = execute_plan(plan, args)
+    return render_plan(plan, args, outcome) if World.current().main else 0
 
 
 def figure_sources(args):
@@ -277,23 +378,54 @@ def figure_sources(args):
                    getattr(args, "annotations", None))
 
 
+def validate(args) -> torch.device:
+    """Every flag checked before anything runs (``ValueError`` naming it); returns the device."""
+    device = resolve_device(args.device)
+    for name in ("epochs", "threads", "workers"):
+        value = getattr(args, name, None)
+        low = 0 if name == "workers" else 1
+        if value is not None and value < low:
+            raise ValueError(f"--{name} must be at least {low}, got {value}")
+    bad = [s for s in args.seeds if not 0 <= s < 2**32]
+    if bad:
+        raise ValueError(f"--seeds {' '.join(map(str, bad))}: a seed is an integer from 0 to 2^32 - 1")
+    if len(set(args.seeds)) != len(args.seeds):
+        twice = sorted({s for s in args.seeds if args.seeds.count(s) > 1})
+        log.warning("--seeds: %s given more than once; each seed runs once", ", ".join(map(str, twice)))
+        args.seeds = list(dict.fromkeys(args.seeds))
+    if getattr(args, "memo_gb", None) is not None:
+        from r2bench.core.memo import memo_budget
+        memo_budget(args.memo_gb)
+        import os
+        os.environ["R2BENCH_MEMO_GB"] = str(args.memo_gb)
+    parse_overrides(args.set)             # every --set key and value (types and ranges) now
+    if args.suite:          # --report alone reads --out and must not create it
+        check_writable(args.out)
+    launch.check_launcher(args)
+    return device
+
+
 def run_command(args) -> int:
-    """Everything ``r2bench run`` does with its parsed ``args``: run the suite(s), then the
-    report when asked. See the module docstring for the exit status."""
+    """Everything ``r2bench run`` does with its parsed ``args``: check every setting, plan every
+    suite asked for (binding data, checking videos), only then clean up what killed writers left
+    and run, then render; the report when asked. See the module docstring for the exit status."""
     try:
-        device = resolve_device(args.device)
-        if args.suite:          # --report alone reads --out and must not create it
-            check_writable(args.out)
-        launch.check_launcher(args)
-    except ValueError as e:
-        log.error("error: %s", e)
+        device = validate(args)
+        names = list(ALL_SUITES) if args.suite == ALL else [args.suite] if args.suite else []
+        plans = [plan_suite(get_suite(name), args, device) for name in names]
+    except (InputError, BackboneError, ValueError, KeyError) as e:  # nothing has run yet: say what is wrong, stop
+        log.error("error: %s", str(e).strip("'\""))
         return 2
-    for root in (args.out, cache_dir()):
-        clean_orphans(root)          # temp files and folders of writers that were killed
+    from r2bench.bench.distributed import World
+    if plans and World.current().main:
+        for root in dict.fromkeys([*(p.out_dir for p in plans), cache_dir()]):
+            clean_orphans(root)          # temp files and folders of this machine's writers that were killed
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    names = list(ALL_SUITES) if args.suite == ALL else [args.suite] if args.suite else []
+    codes = []
     try:
-        codes = [run_suite(get_suite(name), args, device) for name in names]
+        for plan in plans:
+            outcome = execute_plan(plan, args)
+            codes.append(render_plan(plan, args, outcome) if World.current().main else 0)
     except KeyboardInterrupt as e:
         log.error("interrupted (%s): every finished run is in the ledger; run the same command again to go on "
                   "(an interrupted run resumes from its last epoch checkpoint)", e or "Ctrl-C")

@@ -42,8 +42,9 @@ from r2bench.bench.predict import CHECKPOINT_FILE, write_model_card
 from r2bench.bench.provenance import code_version, device_info, git_commit, versions
 from r2bench.bench.resume import RESUME_NAME
 from r2bench.bench.train import Resume, TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
-from r2bench.core.io import atomic_write, cache_dir
-from r2bench.datasets.registry import Dataset
+from r2bench.core.identity import make_run_id
+from r2bench.core.io import atomic_write, cache_dir, file_digest
+from r2bench.datasets.registry import BoundDataset, VideoCheck
 from r2bench.datasets.vtg import FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for, warn_long_queries
 from r2bench.methods.backbone import RANDOM_INIT, Backbone, weights_digest
 from r2bench.methods.registry import build_model, get_method
@@ -52,7 +53,8 @@ log = logging.getLogger(__name__)
 
 PAPER_BACKBONE = "ViT-B-32"
 PAPER_BATCH, PAPER_FRAMES, PAPER_QUERY_TOKENS = 32, 75, 20
-INFER_SAMPLES = 64
+INFER_SAMPLES = 64     # --infer-timing full: videos timed end to end from frames
+INFER_QUICK = 4        # the default: a few videos (the run's own evaluation is timed too)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class RunContext:
     """What every run of a suite shares."""
 
     suite: str
-    dataset: Dataset
+    dataset: BoundDataset
     backbone: str
     weights: str | None
     device: torch.device
@@ -89,6 +91,12 @@ class RunContext:
     progress: bool = True
     fresh: bool = False          # start over: ignore (and delete) an interrupted run's epoch checkpoint
     world_size: int = 1          # processes training each run together (torchrun, bench.ddp)
+    # paper-setting memory: "auto" (fake-tensor estimate on the CPU; on CUDA measured once per GPU and
+    # configuration, after training, cached, the estimate where it does not fit), "estimate", "measure"
+    memory: str = "auto"
+    infer_timing: str = "quick"  # from-frames inference timing: quick (INFER_QUICK videos), full, none
+    workers: int | None = None   # frame-decoding processes (None: the cores on CUDA, none on the CPU)
+    videos: VideoCheck | None = None   # which videos of the dataset are there (planned before any run)
 
 
 # ---- identity -------------------------------------------------------------------------------
@@ -113,17 +121,9 @@ def run_identity(spec: RunSpec, ctx: RunContext) -> dict:
                     backbone=ctx.backbone, weights=weights_label(ctx.weights), seed=ctx.seed)
     if getattr(ctx.dataset, "domain", None):     # one model per domain (YouTube Highlights, TVSum)
         identity["domain"] = ctx.dataset.domain
+    if ctx.videos is not None and ctx.videos.digest():   # trained and scored without some videos
+        identity["missing_videos"] = ctx.videos.digest()
     return identity
-
-
-def make_run_id(suite: str, identity: dict) -> str:
-    """``<suite>-<method>-<dataset>-s<seed>-<digest of the identity>``."""
-    blob = json.dumps(identity, sort_keys=True, default=str).encode()
-    digest = hashlib.sha256(blob).hexdigest()[:10]
-    dataset = identity["dataset"] + (f"-{identity['domain']}" if identity.get("domain") else "")
-    parts = (suite, identity["method"], dataset, f"s{identity.get('seed', 0)}")
-    readable = "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", str(p)) for p in parts)
-    return f"{readable}-{digest}"
 
 
 # ---- the paper's setting ----------------------------------------------------------------------
@@ -175,6 +175,44 @@ def paper_memory(method: str, overrides: dict, device: torch.device) -> tuple[fl
     """Peak GiB of one paper-setting training step and its source (``cuda`` or ``estimate``)."""
     peak, source = _paper_memory(method, json.dumps(overrides, sort_keys=True), device.type)
     return peak / 2**30, source
+
+
+def measured_paper_memory(method: str, overrides: dict, device: torch.device, *, refresh: bool = False
+                          ) -> tuple[float, str, str | None]:
+    """(GiB, source, note) of one paper-setting step on this GPU: measured once per GPU, method
+    configuration and code version and cached (``cache_dir()/memory``); where the step does not
+    fit, the fake-tensor estimate with a note saying so. Run after training, so that a step at
+    batch 32 × 75 frames never stops a run from training."""
+    from r2bench.bench.train import set_step
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", torch.cuda.get_device_name(device))
+    key = hashlib.blake2b(json.dumps([method, overrides, code_version()], sort_keys=True).encode(),
+                          digest_size=8).hexdigest()
+    path = cache_dir() / "memory" / name / f"{method}-{key}.json"
+    if path.is_file() and not refresh:
+        try:
+            cached = json.loads(path.read_text())
+            return cached["gib"], cached["source"], cached.get("note")
+        except (OSError, ValueError, KeyError):
+            pass
+    set_step(phase="paper-memory", batch=PAPER_BATCH)
+    try:
+        gib, source = paper_memory(method, overrides, device)
+        note = None
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        gib, source = estimate_only(method, overrides)
+        note = (f"one step at the paper's setting (batch {PAPER_BATCH} × {PAPER_FRAMES} frames) does not fit on "
+                f"this {torch.cuda.get_device_name(device)}: the figure is the fake-tensor estimate")
+    finally:
+        set_step(phase="idle")
+    atomic_write(path, json.dumps(dict(gib=gib, source=source, note=note, method=method, overrides=overrides,
+                                       device=torch.cuda.get_device_name(device))))
+    return gib, source, note
+
+
+def estimate_only(method: str, overrides: dict) -> tuple[float, str]:
+    """The fake-tensor estimate of one paper-setting step (GiB, ``estimate``), on any machine."""
+    return paper_memory(method, overrides, torch.device("cpu"))
 
 
 def memory_detail(method: str, device: torch.device, source: str) -> dict:
@@ -232,18 +270,42 @@ def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
     record = base_record(spec, ctx, run_id, identity)
     record["params"], _ = paper_params(spec.method, spec.overrides)
     record["params_M"] = round(params_in_paper_unit(record["params"]), 3)
-    memory, record["memory_source"] = paper_memory(spec.method, spec.overrides, ctx.device)
-    record["memory_gib"] = round(memory, 2)
-    record["memory_detail"] = memory_detail(spec.method, ctx.device, record["memory_source"])
+    cuda = ctx.device.type == "cuda"
+    if ctx.paper_scale or not cuda or ctx.memory == "estimate":
+        # the estimate (fake tensors, seconds) before training; --paper-scale on CUDA: the measurement itself
+        memory, record["memory_source"] = (paper_memory(spec.method, spec.overrides, ctx.device)
+                                           if ctx.paper_scale else estimate_only(spec.method, spec.overrides))
+        record["memory_gib"] = round(memory, 2)
     if not ctx.paper_scale:
         record.update(_train_and_evaluate(spec, ctx, identity, run_id))
-    elif ctx.device.type == "cuda":
+        if cuda and ctx.memory != "estimate":     # after training: measuring never stops a run from training
+            memory, record["memory_source"], note = measured_paper_memory(spec.method, spec.overrides, ctx.device,
+                                                                          refresh=ctx.memory == "measure")
+            record["memory_gib"] = round(memory, 2)
+            if note:
+                record["memory_note"] = note
+    elif cuda:
         train_vps, infer_vps = paper_throughput(spec.method, spec.overrides, ctx.device)
         record.update(train_videos_per_s=round(train_vps, 2), infer_videos_per_s=round(infer_vps, 2))
+    record["memory_detail"] = memory_detail(spec.method, ctx.device, record["memory_source"])
     record["status"] = "ok"
     record["wall_s"] = round(time.perf_counter() - start, 1)
     record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return record
+
+
+def default_workers(device: torch.device) -> int:
+    """Frame-decoding processes: the cores on CUDA (the GPU waits otherwise); none on the CPU,
+    where the cores train and the synthetic videos decode in milliseconds (docs/reliability.md)."""
+    if device.type != "cuda":
+        return 0
+    from r2bench.bench.threads import available_cores
+    return min(8, available_cores())
+
+
+def empty_prediction(sample) -> dict:
+    """The submission line of a query whose video is missing or unreadable: no windows, no scores."""
+    return dict(qid=sample.qid, query=sample.query, vid=sample.vid, pred_relevant_windows=[], pred_saliency_scores=[])
 
 
 def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: str) -> dict:
@@ -254,58 +316,111 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
                                                 train_config=identity["train_config"]))
     if ctx.fresh and world.main:
         resume.path.unlink(missing_ok=True)
+    workers = default_workers(device) if ctx.workers is None else ctx.workers
     torch.manual_seed(ctx.seed)
     backbone = Backbone(ctx.backbone, ctx.weights, device=device)
     if backbone.weights_label == RANDOM_INIT:
         log.warning("!! %s trains on a RANDOMLY INITIALISED %s: metrics are not comparable", spec.method, ctx.backbone)
     model = build_model(spec.method, backbone, {**data.preset.head, **spec.overrides}).to(device)
     frames = FrameSource(data, backbone)
-    train_samples, eval_samples = data.samples(data.train_split), data.samples(data.eval_split)
-    extra_samples = {split: data.samples(split) for split in spec.predict_splits}
-    truncated = warn_long_queries(train_samples, backbone, data.train_split) if world.main else 0
-    truncated += warn_long_queries(eval_samples, backbone, data.eval_split) if world.main else 0
+    # videos missing from the folder were found when the suite was planned; unreadable ones are found here
+    missing = dict(ctx.videos.missing) if ctx.videos is not None else {}
+    unreadable: dict[str, str] = {}
+    named = {split: data.samples(split) for split in (data.train_split, data.eval_split, *spec.predict_splits)}
+    available = lambda split: [s for s in named[split] if s.vid not in missing and s.vid not in unreadable]
+    truncated = warn_long_queries(named[data.train_split], backbone, data.train_split) if world.main else 0
+    truncated += warn_long_queries(named[data.eval_split], backbone, data.eval_split) if world.main else 0
     if model.cacheable:
         cache = feature_cache_for(data, model, cache_dir() / "features")
         if world.main:    # one process fills the cache; the others read it
-            build_features([s.vid for s in train_samples + eval_samples + sum(extra_samples.values(), [])], frames,
-                           model, cache, device, progress=ctx.progress)
+            unreadable.update(build_features([s.vid for samples in named.values() for s in samples
+                                              if s.vid not in missing], frames, model, cache, device,
+                                             progress=ctx.progress))
         world.barrier()
         video_fn, source = cached_video_fn(cache, frames, model, device), "features"
     else:
         video_fn, source = frames.get, "frames"
     tokenize = backbone.tokenize
-    train_set = VTGDataset(train_samples, video_fn, tokenize, data.frame_rate, source, video_name=data.video_path)
-    eval_set = VTGDataset(eval_samples, video_fn, tokenize, data.frame_rate, source, video_name=data.video_path)
+    items = lambda samples: VTGDataset(samples, video_fn, tokenize, data.frame_rate, source, video_name=data.video_path)
     cfg = TrainConfig(**identity["train_config"])
-    stats = train(model, train_set, cfg, device, progress=ctx.progress, resume=resume)
+    train_samples = available(data.train_split)
+    if not train_samples:
+        raise RuntimeError(f"no training video of {data.name} can be read ({len(missing)} missing, "
+                           f"{len(unreadable)} unreadable)")
+    stats = train(model, items(train_samples), cfg, device, progress=ctx.progress, resume=resume, workers=workers)
+    unreadable.update(stats["unreadable"])
     if not world.main:
         return {}
     save_checkpoint(model, run_dir / CHECKPOINT_FILE)
     write_model_card(run_dir, method=spec.method, config=identity["config"], backbone=ctx.backbone, weights=ctx.weights,
                      fps=data.fps, amp=cfg.amp, dataset=data.name)
 
-    lines, _ = predict(model, eval_set, cfg.eval_batch_size, device, cfg.amp, progress=ctx.progress)
+    lines, eval_seconds = predict(model, items(available(data.eval_split)), cfg.eval_batch_size, device, cfg.amp,
+                                  progress=ctx.progress, workers=workers, unreadable=unreadable)
+    evaluated = available(data.eval_split)
+    if not evaluated:
+        raise RuntimeError(f"no evaluation video of {data.name} can be read ({len(missing)} missing, "
+                           f"{len(unreadable)} unreadable)")
     pred_path = atomic_write(run_dir / f"{data.eval_split}_preds.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
-    result = evaluate(data.spec.metric, lines, eval_samples)
-    metrics = result.brief
+    result = evaluate(data.spec.metric, lines, evaluated)
     per_query_path = atomic_write(run_dir / "per_query.csv", result.per_query.to_csv())
     split_predictions = {}
-    for split, samples in extra_samples.items():
-        extra, _ = predict(model, VTGDataset(samples, video_fn, tokenize, data.frame_rate, source),
-                           cfg.eval_batch_size, device, cfg.amp, progress=ctx.progress)
+    for split in spec.predict_splits:     # every query of the split, as a submission must have
+        extra, _ = predict(model, items(available(split)), cfg.eval_batch_size, device, cfg.amp,
+                           progress=ctx.progress, workers=workers, unreadable=unreadable)
+        done = {line["qid"] for line in extra}
+        extra += [empty_prediction(s) for s in named[split] if s.qid not in done]
+        order = {s.qid: i for i, s in enumerate(named[split])}
+        extra.sort(key=lambda line: order.get(line["qid"], len(order)))
         split_predictions[split] = str(atomic_write(run_dir / f"{split}_preds.jsonl",
                                                     "".join(json.dumps(line) + "\n" for line in extra)))
-
-    subset = eval_samples[:INFER_SAMPLES]
-    for s in subset:                     # decode outside the timed region
-        frames.get(s.vid)
-    live = VTGDataset(subset, frames.get, tokenize, data.frame_rate, "frames", video_name=data.video_path)
-    _, infer_seconds = predict(model, live, cfg.eval_batch_size, device, cfg.amp, progress=False)
+    timing = _infer_timing(model, evaluated, frames, tokenize, data, cfg, device, ctx.infer_timing)
     resume.path.unlink(missing_ok=True)      # the run is complete: its epoch checkpoint is not needed
+    videos = _video_report(named, missing, unreadable)
+    if videos:
+        log.warning("%s: %d video(s) missing and %d unreadable; skipped queries: %s", run_id, len(missing),
+                    len(unreadable), ", ".join(f"{k} {v}" for k, v in videos["skipped_queries"].items()))
+    files = {"checkpoint": run_dir / CHECKPOINT_FILE, "predictions": pred_path, "per_query": per_query_path,
+             **{f"{split}_predictions": Path(path) for split, path in split_predictions.items()}}
     return dict(resumed_from_epoch=stats["resumed_from_epoch"], processes=world.size, truncated_queries=truncated,
-                params_run=count_params(model), metrics=metrics, predictions=str(pred_path),
+                params_run=count_params(model), metrics=result.brief, predictions=str(pred_path),
                 per_query=str(per_query_path), split_predictions=split_predictions,
-                train_videos_per_s=round(stats["videos"] / stats["seconds"], 2),
-                infer_videos_per_s=round(len(subset) / infer_seconds, 2), input=source,
-                train_seconds=round(stats["seconds"], 1), final_losses=stats["losses"],
-                n_train=len(train_samples), n_eval=len(eval_samples))
+                files={name: file_digest(path, relative_to=ctx.out_dir) for name, path in files.items()},
+                train_videos_per_s=round(stats["videos"] / stats["seconds"], 2), input=source,
+                eval_queries_per_s=round(len(lines) / eval_seconds, 2) if eval_seconds else None, **timing,
+                train_seconds=round(stats["seconds"], 1), final_losses=stats["losses"], workers=workers,
+                n_train=len(train_samples), n_eval=len(evaluated), videos=videos)
+
+
+def _video_report(named: dict, missing: dict, unreadable: dict) -> dict | None:
+    """What the record says of videos that could not be used: counts, skipped queries per split
+    (in the test split they get empty predictions instead), the first few with their reasons."""
+    if not missing and not unreadable:
+        return None
+    bad = {**missing, **unreadable}
+    skipped = {split: sum(s.vid in bad for s in samples) for split, samples in named.items()}
+    examples = [dict(vid=v, reason=r) for v, r in list(bad.items())[:20]]
+    return dict(missing=len(missing), unreadable=len(unreadable), skipped_queries=skipped,
+                queries={split: len(samples) for split, samples in named.items()}, examples=examples)
+
+
+def _infer_timing(model, samples, frames: FrameSource, tokenize, data, cfg: TrainConfig, device: torch.device,
+                  mode: str) -> dict:
+    """End-to-end inference from frames (backbone + head + decoding) on a few evaluation videos
+    (``quick``), up to :data:`INFER_SAMPLES` (``full``), or none; decoding is left out of the timing."""
+    if mode == "none":
+        return {}
+    subset, seen = [], set()
+    limit = INFER_QUICK if mode == "quick" else INFER_SAMPLES
+    for s in samples:                        # one query per video, the first ``limit`` videos
+        if s.vid not in seen and len(subset) < limit:
+            seen.add(s.vid)
+            subset.append(s)
+    try:
+        for s in subset:                     # decode outside the timed region
+            frames.get(s.vid)
+    except Exception:   # noqa: BLE001 - timing is a measurement, not the run: an unreadable video skips it
+        return dict(infer_videos_per_s=None, infer_timed_videos=0)
+    live = VTGDataset(subset, frames.get, tokenize, data.frame_rate, "frames", video_name=data.video_path)
+    _, seconds = predict(model, live, cfg.eval_batch_size, device, cfg.amp, progress=False)
+    return dict(infer_videos_per_s=round(len(subset) / seconds, 2) if seconds else None, infer_timed_videos=len(subset))

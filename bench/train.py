@@ -49,6 +49,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from r2bench.bench.distributed import World
+from r2bench.core.config import FieldTypeError, check_fields
 from r2bench.bench.resume import ResumeRefused, read_resume, restore, save_resume
 from r2bench.core.io import atomic_write
 from r2bench.datasets.vtg import VTGDataset, collate
@@ -76,6 +77,10 @@ class TrainConfig:
     accumulate: int = 1         # micro-batches per batch (gradient accumulation; × processes under torchrun)
 
     def __post_init__(self):
+        try:
+            check_fields(self)
+        except FieldTypeError as e:
+            raise ValueError(f"training setting {e}") from None
         positive = dict(epochs=self.epochs, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size,
                         repeat=self.repeat, accumulate=self.accumulate)
         for name, value in positive.items():
@@ -103,6 +108,38 @@ class NonFiniteLoss(FloatingPointError):
         self.step, self.epoch, self.losses = step, epoch, losses
         terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
         super().__init__(f"non-finite loss at step {step} (epoch {epoch}): {terms}")
+
+
+@dataclass
+class StepInfo:
+    """What this process is computing right now: a fault record (out of memory, non-finite
+    loss) names the step that failed and its real batch from this, not the configured one."""
+
+    phase: str = "idle"          # train | evaluate | paper-memory | infer-timing
+    epoch: int = 0
+    step: int = 0
+    batch: int = 0               # samples in the batch being computed
+    micro_batch: int = 0         # samples in its largest micro-batch (what must fit at once)
+    accumulate: int = 1
+
+    def describe(self) -> str:
+        if self.phase == "train":
+            return (f"training step {self.step} (epoch {self.epoch}): batch of {self.batch} in {self.accumulate} "
+                    f"micro-batch(es) of up to {self.micro_batch}")
+        return f"{self.phase}: batch of {self.batch}" if self.batch else self.phase
+
+
+CURRENT = StepInfo()
+
+
+def set_step(**fields) -> None:
+    """Update :data:`CURRENT` (fields not given keep their values; ``phase`` resets the rest)."""
+    global CURRENT
+    if "phase" in fields:
+        CURRENT = StepInfo(**fields)
+    else:
+        for k, v in fields.items():
+            setattr(CURRENT, k, v)
 
 
 # ---- the pieces -----------------------------------------------------------------------------
@@ -147,12 +184,27 @@ def autocast_for(device: torch.device, enabled: bool) -> Callable:
 
 
 def make_loader(dataset: VTGDataset, batch_size: int, shuffle: bool, seed: int,
-                items: Dataset | None = None) -> DataLoader:
+                items: Dataset | None = None, workers: int = 0, pin_memory: bool = False) -> DataLoader:
     """Batches of ``items`` (default: ``dataset``; e.g. a repeated or filtered view of it) in a
-    seeded order."""
+    seeded order, decoded by ``workers`` processes (0: in this one)."""
     return DataLoader(dataset if items is None else items, batch_size=batch_size, shuffle=shuffle,
                       collate_fn=partial(collate, fps=dataset.fps),
-                      generator=torch.Generator().manual_seed(seed), num_workers=0)
+                      generator=torch.Generator().manual_seed(seed), num_workers=workers,
+                      pin_memory=pin_memory, **_worker_options(workers))
+
+
+def _worker_options(workers: int) -> dict:
+    """DataLoader options for ``workers`` decoding processes: each gets one CPU thread, and the
+    start method is fork where there is one (the memos and the dataset are inherited, not pickled)."""
+    if not workers:
+        return {}
+    import multiprocessing as mp
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    return dict(worker_init_fn=_one_thread, multiprocessing_context=mp.get_context(method), prefetch_factor=2)
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)
 
 
 def training_items(dataset: VTGDataset, repeat: int, min_seconds: float = 0.0) -> Dataset:
@@ -275,14 +327,41 @@ def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int) -> list[
     return [order[i:i + batch_size].tolist() for i in range(0, n_items, batch_size)]
 
 
-def micro_batches(items, indices: list[int], accumulate: int, world: World, fps: float) -> list[MicroBatch]:
-    """This process's micro-batches of one batch: the batch split into ``accumulate`` near-equal
-    consecutive pieces, ``accumulate / world.size`` of them per process, in rank order."""
-    pieces = np.array_split(np.asarray(indices, dtype=np.int64), accumulate)
+def split_micro_batches(items: list[dict], accumulate: int, world: World, fps: float | None) -> dict:
+    """One batch's items (in batch order) as this process's micro-batches: the batch split into
+    ``accumulate`` near-equal consecutive pieces, ``accumulate / world.size`` of them per process,
+    in rank order; each weighted by its share of the batch's readable samples. Items of videos
+    that could not be read are dropped and listed (``unreadable``). Runs in the DataLoader's
+    workers (decoding and collating off the training thread)."""
+    pieces = np.array_split(np.arange(len(items)), accumulate)
     per_rank = accumulate // world.size
     mine = range(world.rank * per_rank, (world.rank + 1) * per_rank)
-    return [MicroBatch(collate([items[int(i)] for i in pieces[j]], fps=fps), len(pieces[j]) / len(indices), j)
-            for j in mine if len(pieces[j])]
+    unreadable = {it["unreadable"]: it["reason"] for it in items if "unreadable" in it}
+    readable = len(items) - len(unreadable) if world.size == 1 else len(items)
+    out = []
+    for j in mine:
+        piece = [items[int(i)] for i in pieces[j] if "unreadable" not in items[int(i)]]
+        if piece:
+            out.append(MicroBatch(collate(piece, fps=fps), len(piece) / max(1, readable), j))
+    return dict(micro=out, size=len(items), unreadable=unreadable)
+
+
+class EpochBatches(torch.utils.data.Sampler):
+    """The batches of epochs ``start .. epochs - 1`` in order (:func:`epoch_batches` each): one
+    DataLoader, and so one set of decoding workers, for the whole of training."""
+
+    def __init__(self, n_items: int, batch_size: int, seed: int, start: int, epochs: int):
+        self.n_items, self.batch_size, self.seed, self.start, self.epochs = n_items, batch_size, seed, start, epochs
+
+    def per_epoch(self) -> int:
+        return math.ceil(self.n_items / self.batch_size)
+
+    def __iter__(self):
+        for epoch in range(self.start, self.epochs):
+            yield from epoch_batches(self.n_items, self.batch_size, self.seed, epoch)
+
+    def __len__(self) -> int:
+        return (self.epochs - self.start) * self.per_epoch()
 
 
 @dataclass
@@ -294,12 +373,14 @@ class Resume:
 
 
 def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: torch.device,
-          progress: bool = True, resume: Resume | None = None) -> dict:
-    """Train ``model`` in place; returns seconds spent, videos seen, the last losses and the
-    epoch it resumed from. A non-finite loss stops training at once (:class:`NonFiniteLoss`).
-    With ``resume``, an epoch checkpoint is written after every epoch and, if one is there
-    when training starts, training goes on from it (a damaged or foreign one is refused with
-    a warning naming it, and training starts over)."""
+          progress: bool = True, resume: Resume | None = None, workers: int = 0) -> dict:
+    """Train ``model`` in place; returns seconds spent, videos seen, the last losses, the epoch it
+    resumed from, and the videos that could not be read (their samples are left out of their
+    batches). A non-finite loss stops training at once (:class:`NonFiniteLoss`). With
+    ``resume``, an epoch checkpoint is written after every epoch and, if one is there when
+    training starts, training goes on from it (a damaged or foreign one is refused with a
+    warning naming it, and training starts over). ``workers`` processes decode and collate the
+    batches ahead of the training step (0: this process); the numbers do not depend on it."""
     seed_everything(cfg.seed)
     world = World.current()
     if cfg.accumulate % world.size:
@@ -322,42 +403,66 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
             restore(tensors, meta, model, state)
             start_epoch, done = meta["epoch"], meta["progress"]
             log.info("resuming from the epoch checkpoint %s: %d of %d epochs done", resume.path, start_epoch, cfg.epochs)
-    start, seen, losses = time.perf_counter(), done["videos"], {}
+    start, seen, losses, unreadable = time.perf_counter(), done["videos"], {}, {}
+    sampler = EpochBatches(len(items), cfg.batch_size, cfg.seed, start_epoch, cfg.epochs)
+    loader = DataLoader(items, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
+                        collate_fn=partial(split_micro_batches, accumulate=cfg.accumulate, world=world,
+                                           fps=dataset.fps), **_worker_options(workers))
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, desc="training",
                disable=not progress or not world.main)
-    for epoch in range(start_epoch, cfg.epochs):
-        for indices in epoch_batches(len(items), cfg.batch_size, cfg.seed, epoch):
-            batch = [MicroBatch(to_device(mb.batch, device), mb.weight, mb.index)
-                     for mb in micro_batches(items, indices, cfg.accumulate, world, dataset.fps)]
-            losses = train_step(model, batch, state)
+    for i, batch in enumerate(loader):
+        epoch = start_epoch + i // steps_per_epoch
+        for vid, reason in batch["unreadable"].items():
+            if vid not in unreadable:
+                unreadable[vid] = reason
+                log.warning("video %s cannot be read (%s): its samples are left out of training", vid, reason)
+        micro = [MicroBatch(to_device(mb.batch, device), mb.weight, mb.index) for mb in batch["micro"]]
+        set_step(phase="train", epoch=epoch + 1, step=state.step + 1, batch=batch["size"], accumulate=cfg.accumulate,
+                 micro_batch=max((len(mb.batch["qid"]) for mb in micro), default=0))
+        if micro or world.size > 1:
+            losses = train_step(model, micro, state)
             total = losses["total"].item()
             if not math.isfinite(total):
                 raise NonFiniteLoss(state.step, epoch + 1, {k: v.item() for k, v in losses.items()})
-            seen += len(indices)
-            bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{total:.3f}")
-        if resume is not None and world.main:
+        else:
+            state.step += 1                      # every sample of this batch is unreadable: nothing to learn
+            if state.scheduler is not None:
+                state.scheduler.step()
+        seen += batch["size"]
+        bar.update()
+        if (i + 1) % steps_per_epoch == 0 and resume is not None and world.main:
             save_resume(resume.path, model, state, epoch + 1,
                         dict(seconds=done["seconds"] + time.perf_counter() - start, videos=seen), resume.tag)
     bar.close()
+    set_step(phase="idle")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return dict(seconds=done["seconds"] + time.perf_counter() - start, videos=seen, steps=state.step,
-                losses={k: v.item() for k, v in losses.items()}, resumed_from_epoch=start_epoch or None)
+                losses={k: v.item() for k, v in losses.items()}, resumed_from_epoch=start_epoch or None,
+                unreadable=unreadable)
 
 
 @torch.no_grad()
 def predict(model: TransferModel, dataset: VTGDataset, batch_size: int, device: torch.device,
-            amp: bool = True, progress: bool = True) -> tuple[list[dict], float]:
-    """Moment-DETR submission lines for every sample, and the seconds it took."""
+            amp: bool = True, progress: bool = True, workers: int = 0,
+            unreadable: dict[str, str] | None = None) -> tuple[list[dict], float]:
+    """Moment-DETR submission lines for every sample whose video can be read, and the seconds it
+    took; the videos that cannot be read are added to ``unreadable`` ({vid: reason})."""
     model.to(device).eval()
     autocast = autocast_for(device, amp)
     start, lines = time.perf_counter(), []
-    for batch in tqdm(make_loader(dataset, batch_size, shuffle=False, seed=0), desc="evaluating",
-                      disable=not progress):
+    for batch in tqdm(make_loader(dataset, batch_size, shuffle=False, seed=0, workers=workers,
+                                  pin_memory=device.type == "cuda"), desc="evaluating", disable=not progress):
+        if unreadable is not None:
+            unreadable.update(batch.get("unreadable") or {})
+        if not batch["qid"]:
+            continue
+        set_step(phase="evaluate", batch=len(batch["qid"]))
         batch = to_device(batch, device)
         with autocast():
             lines += model.predict(model(batch), batch)
+    set_step(phase="idle")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return lines, time.perf_counter() - start

@@ -4,7 +4,7 @@ A spec says what a dataset *is*: its reader (``format``), its metric (a name tha
 ``bench.metrics`` looks up: datasets never import bench), its tasks, frame rate, labelled-clip
 length, annotation files, splits, domains and its training preset (paper Table 8, public
 configs; ``../shared/spec/R2_TUNING.md``). ``spec.bind(annotations, video_dir)`` gives a
-:class:`Dataset`: those files on this machine, read on demand.
+:class:`BoundDataset`: those files on this machine, read on demand.
 
 Adding a dataset is one ``register_dataset(DatasetSpec(...))`` (plus a reader in
 ``datasets/formats/`` if its format is new); no harness file changes.
@@ -93,7 +93,7 @@ def _parse_value(text: str) -> Any:
 def _unknown(kind: str, key: str, allowed: Collection[str]) -> InputError:
     close = difflib.get_close_matches(key, list(allowed), n=1)
     hint = f" (did you mean '{kind}.{close[0]}'?)" if close else ""
-    return InputError("<override>", None, f"{kind}.{key}",
+    return InputError("--set", None, f"{kind}.{key}",
                       f"unknown {kind} setting{hint}; known: {', '.join(sorted(allowed))}")
 
 
@@ -113,11 +113,11 @@ def parse_overrides(items: Sequence[str], train_keys: Collection[str] | None = N
         key = key.strip()
         section, dot, name = key.partition(".")
         if not sep or not dot or not name:
-            raise InputError("<override>", None, key or None,
+            raise InputError("--set", None, key or None,
                              f"expected SECTION.KEY=VALUE with SECTION 'train' or 'head' (e.g. train.lr=1e-4), "
                              f"found {item!r}")
         if section not in out:
-            raise InputError("<override>", None, key, f"unknown section '{section}': expected 'train' or 'head'")
+            raise InputError("--set", None, key, f"unknown section '{section}': expected 'train' or 'head'")
         allowed = train_allowed if section == "train" else head_allowed
         if name not in allowed:
             raise _unknown(section, name, allowed)
@@ -125,7 +125,7 @@ def parse_overrides(items: Sequence[str], train_keys: Collection[str] | None = N
         types = TRAIN_KEYS.get(name) if section == "train" else None
         if types and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
             names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
-            raise InputError("<override>", None, key, f"expected {names}, found {value!r}")
+            raise InputError("--set", None, key, f"expected {names}, found {value!r}")
         out[section][name] = value
     return out
 
@@ -139,6 +139,9 @@ def check_head(head: Mapping[str, Any], where: str = "<preset>") -> None:
     try:
         HeadConfig(**dict(head))
     except (ValueError, TypeError) as e:
+        name, sep, message = str(e).partition(": ")
+        if sep and name in head:                     # "dropout: expected a number, got 'abc'"
+            raise InputError(where, None, f"head.{name}", message) from None
         raise InputError(where, None, "head", str(e)) from None
 
 
@@ -205,7 +208,7 @@ class DatasetSpec:
         if not isinstance(changes, Mapping):
             changes = parse_overrides(changes)
         preset = self.preset.override(changes)
-        check_head(preset.head, "<override>")
+        check_head(preset.head, "--set")
         return dataclasses.replace(self, preset=preset)
 
     def with_size(self, size: str) -> DatasetSpec:
@@ -221,16 +224,24 @@ class DatasetSpec:
         return reader(path, clip_seconds=self.clip_seconds, require_labels=require_labels, domains=self.domains)
 
     def bind(self, annotations: Mapping[str, str | PathLike] | str | PathLike | None = None,
-             video_dir: str | PathLike | None = None, *, progress: bool = True) -> Dataset:
+             video_dir: str | PathLike | None = None, *, progress: bool = True, generate: bool = True,
+             follow_symlinks: bool = False) -> BoundDataset:
         """This dataset's files on this machine.
 
         ``annotations``: a folder holding :attr:`annotation_files`, a ``{split: file}`` mapping
         (other splits from the default folder), or None for the default folder (a dataset that
-        is generated, the synthetic one, is generated now). Files are read when first needed.
+        is generated, the synthetic one, is generated now — or, with ``generate=False``, found in
+        the cache or refused with the command that makes it). Files are read when first needed.
+        ``follow_symlinks``: video files may be symbolic links that lead out of the video folder.
         """
         folder = self.default_annotation_dir
         mapping: dict[str, Path] = {}
         if annotations is None and self.materialize is not None:
+            if not generate and not self.is_generated():
+                size = f" --size {self.size}" if self.size else ""
+                raise InputError(None, None, "dataset", f"the built-in dataset {self.name}{size} is not generated on "
+                                 f"this machine (cache {_cache_hint()}); make it with: r2bench run --suite table9"
+                                 f"{size} --paper-scale, or python -m r2bench.datasets.synthetic{size}")
             root = self.materialize(progress, self.size)
             folder = root / "annotations"
             video_dir = video_dir if video_dir is not None else root / "videos"
@@ -246,29 +257,67 @@ class DatasetSpec:
                 raise InputError(folder, None, "annotations", f"{self.title} annotation folder not found")
         files = {s: folder / f for s, f in self.annotation_files.items()}
         files.update(mapping)
-        return Dataset(self, files, Path(video_dir) if video_dir is not None else None)
+        return BoundDataset(self, files, Path(video_dir) if video_dir is not None else None,
+                            follow_symlinks=follow_symlinks)
+
+    def is_generated(self) -> bool:
+        """A generated dataset whose files are already in the cache (always True for a real one)."""
+        if self.materialize is None:
+            return True
+        located = getattr(self.materialize, "locate", None)
+        return bool(located and located(self.size))
 
 
-class Dataset:
+@dataclass
+class VideoCheck:
+    """Which videos a run's samples name are there (``found``: vid -> file) and which are not
+    (``missing``: vid -> why, with the annotation line); ``queries``/``skipped``: per split, the
+    samples named and those whose video is missing."""
+
+    found: dict = field(default_factory=dict)
+    missing: dict = field(default_factory=dict)
+    queries: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+
+    def count(self, split: str, sample: Sample) -> None:
+        self.queries[split] = self.queries.get(split, 0) + 1
+        if sample.vid in self.missing:
+            self.skipped[split] = self.skipped.get(split, 0) + 1
+
+    def digest(self) -> str | None:
+        """A digest of the missing videos' ids (None when none is missing): runs on another set of
+        available videos are other runs."""
+        if not self.missing:
+            return None
+        return hashlib.blake2b("\n".join(sorted(map(str, self.missing))).encode(), digest_size=8).hexdigest()
+
+
+def _cache_hint() -> str:
+    from r2bench.core.io import cache_root
+    return str(cache_root())
+
+
+class BoundDataset:
     """A :class:`DatasetSpec` bound to annotation files and a video folder; with ``domain``, only
     that domain's videos (:meth:`for_domain`: the paper trains one model per domain)."""
 
     def __init__(self, spec: DatasetSpec, files: Mapping[str, Path], video_dir: Path | None,
-                 domain: str | None = None):
+                 domain: str | None = None, follow_symlinks: bool = False):
         self.spec, self.files, self.video_dir, self.domain = spec, dict(files), video_dir, domain
+        self.follow_symlinks = follow_symlinks
         self._samples: dict[str, list[Sample]] = {}
         self._frame_rates: dict[str, float] | None = None
 
     def __repr__(self) -> str:
         where = f", domain={self.domain!r}" if self.domain else ""
-        return f"Dataset({self.spec.name!r}{where}, videos={self.video_dir})"
+        return f"BoundDataset({self.spec.name!r}{where}, videos={self.video_dir})"
 
-    def for_domain(self, domain: str) -> Dataset:
+    def for_domain(self, domain: str) -> BoundDataset:
         """This dataset restricted to the videos of ``domain`` (one of ``spec.domains``)."""
         if domain not in self.spec.domains:
             raise InputError(None, None, "domain", f"dataset '{self.name}' has no domain {domain!r} "
                                                    f"(has {', '.join(self.spec.domains) or 'none'})")
-        return Dataset(self.spec, self.files, self.video_dir, domain)
+        return BoundDataset(self.spec, self.files, self.video_dir, domain, self.follow_symlinks)
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -329,7 +378,7 @@ class Dataset:
                                                   f"(has {', '.join(self.files)})")
         return self.files[split]
 
-    def check(self, splits: Sequence[str] | None = None, videos: bool = True) -> Dataset:
+    def check(self, splits: Sequence[str] | None = None, videos: bool = True) -> BoundDataset:
         """Fail now, naming the file, if an annotation file of ``splits`` (default: train and
         eval) or the video folder is missing; returns self."""
         for split in splits if splits is not None else (self.train_split, self.eval_split):
@@ -359,8 +408,11 @@ class Dataset:
     # ---- videos
     def video_path(self, vid: str) -> Path:
         """The file of video ``vid``: ``video_dir / video_name.format(vid=vid) + ext`` for the
-        first of :attr:`DatasetSpec.video_exts` that exists. A ``vid`` that is absolute or
-        climbs out of the folder (``..``) is refused."""
+        first of :attr:`DatasetSpec.video_exts` that exists. A ``vid`` that is absolute or climbs
+        out of the folder (``..``) is refused, and so is a file whose real path (symbolic links
+        resolved) lies outside the video folder, unless the dataset was bound with
+        ``follow_symlinks``. Errors name the video folder; :meth:`check_videos` names the
+        annotation line."""
         if self.video_dir is None:
             raise InputError(None, None, "video_dir", f"{self.spec.title} has no video folder (pass --video-dir)")
         parts = PurePath(str(vid)).parts
@@ -371,9 +423,37 @@ class Dataset:
         for ext in self.spec.video_exts:
             path = self.video_dir / f"{stem}{ext}"
             if path.is_file():
+                if not self.follow_symlinks:
+                    real, root = path.resolve(), self.video_dir.resolve()
+                    if root not in real.parents:
+                        raise InputError(self.video_dir, None, "vid",
+                                         f"video '{vid}' is a link to {real}, outside the video folder {root}; "
+                                         f"refused (pass --follow-symlinks to allow links that leave the folder)")
                 return path
         raise InputError(self.video_dir / f"{stem}{self.spec.video_exts[0]}", None, "vid",
                          f"video '{vid}' not found in {self.video_dir} (tried {', '.join(self.spec.video_exts)})")
+
+    def check_videos(self, splits: Sequence[str]) -> VideoCheck:
+        """Every video the samples of ``splits`` name: a ``vid`` that would leave the video folder
+        (absolute, ``..``, a link out of it) is an ``InputError`` naming the annotation line,
+        raised now, before anything runs; a video that is not there is listed as missing (with
+        the first annotation line naming it)."""
+        check = VideoCheck()
+        for split in splits:
+            for s in self.samples(split):
+                if s.vid in check.found or s.vid in check.missing:
+                    check.count(split, s)
+                    continue
+                try:
+                    check.found[s.vid] = self.video_path(s.vid)
+                except InputError as e:
+                    if "not found" not in e.message:
+                        path, _, line = s.source.rpartition(":")
+                        raise InputError(path or s.source, int(line) if line.isdigit() else None, "vid",
+                                         e.message) from None
+                    check.missing[s.vid] = f"not found ({s.source})"
+                check.count(split, s)
+        return check
 
     def frame_rate(self, vid: str) -> float:
         """Feature frames per second for ``vid``: the dataset's fps, or (``fps=None``) one frame
@@ -488,6 +568,15 @@ def _generate_synthetic(progress: bool, size: str | None, seed: int = 0, **sizes
     return generate(seed=seed, progress=progress, **{**SIZES[size or DEFAULT_SIZE], **sizes})
 
 
+def _locate_synthetic(size: str | None, seed: int = 0, **sizes) -> Path | None:
+    from r2bench.datasets.synthetic.generator import locate
+    from r2bench.datasets.synthetic.presets import DEFAULT_SIZE, SIZES
+    return locate(seed=seed, **{**SIZES[size or DEFAULT_SIZE], **sizes})
+
+
+_generate_synthetic.locate = _locate_synthetic
+
+
 def _synthetic_presets() -> dict[str, Preset]:
     from r2bench.datasets.synthetic.presets import PRESETS
     return {size: Preset(train=dict(p["train"]), head={**p["head"], "window_unit": 2.0})   # one clip
@@ -512,7 +601,7 @@ register_dataset(DatasetSpec(
     materialize=_generate_synthetic))
 
 
-def synthetic_dataset(seed: int = 0, progress: bool = True, size: str = "default", **sizes) -> Dataset:
+def synthetic_dataset(seed: int = 0, progress: bool = True, size: str = "default", **sizes) -> BoundDataset:
     """The built-in benchmark at a named size, with another seed or custom video counts
     (generated on first use, cached)."""
     spec = get_dataset("synthetic").with_size(size)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import math
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -16,8 +15,9 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from r2bench.core.memo import ByteLRU, memo_budget
 from r2bench.datasets import registry
-from r2bench.datasets.features.cache import FeatureCache
+from r2bench.datasets.features.cache import FeatureCache, TapCache
 from r2bench.datasets.formats.base import Sample
 from r2bench.datasets.prepare import encode_frames, feature_key
 from r2bench.core.errors import InputError
@@ -67,7 +67,7 @@ class VTGDataset(Dataset):
     """Items for training/evaluation. ``video_fn(vid)`` returns either preprocessed frames
     (T, 3, S, S), ``source="frames"``, or cached tapped features ``{point: (T, L, N, D)}``,
     ``source="features"``. ``fps``: the dataset's frame rate, or a function ``vid → fps`` where it
-    is per video (YouTube Highlights: ``Dataset.frame_rate``); every item carries its own."""
+    is per video (YouTube Highlights: ``BoundDataset.frame_rate``); every item carries its own."""
 
     def __init__(self, samples: list[Sample], video_fn: Callable[[str], Tensor | dict], tokenize: Callable,
                  fps: float | Callable[[str], float], source: str, video_name: Callable[[str], object] = str):
@@ -87,7 +87,13 @@ class VTGDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         s = self.samples[i]
         fps = self.frame_rate(s.vid)
-        video = self.video_fn(s.vid)
+        try:
+            video = self.video_fn(s.vid)
+        except InputError as e:
+            if e.field not in ("video", "vid"):
+                raise
+            # a video that cannot be read (or vanished): the item says so, collate drops it, the run counts it
+            return dict(unreadable=s.vid, reason=e.message, qid=s.qid)
         length = (video if torch.is_tensor(video) else next(iter(video.values()))).shape[0]
         expected = num_clips(s.duration, fps)
         if expected - length > 1:
@@ -146,7 +152,13 @@ def _pad(tensors: list[Tensor], t: int) -> Tensor:
 def collate(items: list[dict], fps: float | None = None) -> dict:
     """Pad videos to the longest in the batch (zeros); ``video_mask`` marks real frames.
     Frames go to ``frames`` (B, T, 3, S, S); cached features to ``video_taps`` {point: (B, T, L, N, D)}.
-    ``fps`` (B,): each item's own (``VTGDataset`` items carry it), else the ``fps`` given."""
+    ``fps`` (B,): each item's own (``VTGDataset`` items carry it), else the ``fps`` given.
+    Items of videos that could not be read are left out and listed in ``unreadable``
+    ({vid: reason}); a batch of nothing else has no ``qid`` (callers skip it)."""
+    unreadable = {it["unreadable"]: it["reason"] for it in items if "unreadable" in it}
+    items = [it for it in items if "unreadable" not in it]
+    if not items:
+        return {"unreadable": unreadable, "qid": []}
     rates = [it.get("fps", fps) for it in items]
     if any(r is None or callable(r) for r in rates):
         raise ValueError("collate: an item has no frame rate (pass fps=, or items from VTGDataset)")
@@ -164,15 +176,16 @@ def collate(items: list[dict], fps: float | None = None) -> dict:
             "fps": torch.tensor(rates, dtype=torch.float32),
             "duration": torch.tensor([float(it["duration"]) for it in items]),
             "qid": [it["qid"] for it in items], "vid": [it["vid"] for it in items],
-            "query": [it["query"] for it in items]}
+            "query": [it["query"] for it in items], "unreadable": unreadable}
 
 
 class FrameSource:
-    """Preprocessed frames of a dataset's videos (decord at the dataset's fps), memoised."""
+    """Preprocessed frames of a dataset's videos (decord at the dataset's fps), memoised within
+    ``memo_bytes`` (default: half of :func:`~r2bench.core.memo.memo_budget`)."""
 
-    def __init__(self, dataset: registry.Dataset, backbone, cache_size: int = 512):
+    def __init__(self, dataset: registry.BoundDataset, backbone, memo_bytes: int | None = None):
         self.dataset, self.backbone = dataset, backbone
-        self.get = lru_cache(maxsize=cache_size)(self._load)
+        self.get = ByteLRU(self._load, memo_budget() // 2 if memo_bytes is None else memo_bytes)
 
     def identity(self, vid: str) -> str:
         """The identity of ``vid``'s video file (``datasets.video.video_identity``)."""
@@ -183,9 +196,11 @@ class FrameSource:
         return self.backbone.preprocess(frames).cpu()
 
 
-def feature_cache_for(dataset: registry.Dataset, model, root: Path) -> FeatureCache:
-    """The cache of a (backbone, weights, fps, taps) combination (the one ``datasets.prepare`` fills)."""
-    return FeatureCache(root, feature_key(model.backbone, dataset.fps, model.video_taps))
+def feature_cache_for(dataset: registry.BoundDataset, model, root: Path) -> TapCache:
+    """The cache of a (backbone, weights, fps, taps) combination (the one ``datasets.prepare``
+    fills), reading also from any cache of the same backbone, weights and fps whose taps cover
+    the model's (a K = 4 entry serves a K = 1 run)."""
+    return TapCache.find(root, feature_key(model.backbone, dataset.fps, model.video_taps), model.video_taps)
 
 
 def extract_features(vid: str, frames: FrameSource, model, device: torch.device, chunk: int = 256) -> dict:
@@ -193,20 +208,31 @@ def extract_features(vid: str, frames: FrameSource, model, device: torch.device,
     return encode_frames(model.backbone, frames.get(vid), model.video_taps, device, chunk)
 
 
-def build_features(vids: list[str], frames: FrameSource, model, cache: FeatureCache, device: torch.device,
-                   progress: bool = True) -> None:
+def build_features(vids: list[str], frames: FrameSource, model, cache: TapCache, device: torch.device,
+                   progress: bool = True) -> dict[str, str]:
     """Fill the cache for every video that has no whole entry made from its current file yet
-    (fp16 on disk). Entries are verified when read: a corrupt one is rebuilt then (see
-    :func:`cached_video_fn`)."""
-    missing = [v for v in dict.fromkeys(vids) if not cache.complete(v, frames.identity(v))]
+    (fp16 on disk); returns the videos that could not be read ({vid: reason}), which are not
+    cached. Entries are verified when read: a corrupt one is rebuilt then (see :func:`cached_video_fn`)."""
+    unreadable: dict[str, str] = {}
+    missing = []
+    for v in dict.fromkeys(vids):
+        try:
+            if not cache.complete(v, frames.identity(v)):
+                missing.append(v)
+        except InputError as e:
+            unreadable[v] = e.message
     for vid in tqdm(missing, desc=f"caching features ({model.backbone.name})", disable=not progress or not missing):
-        cache.put(vid, extract_features(vid, frames, model, device), frames.identity(vid))
+        try:
+            cache.put(vid, extract_features(vid, frames, model, device), frames.identity(vid))
+        except InputError as e:
+            unreadable[vid] = e.message
+    return unreadable
 
 
-def cached_video_fn(cache: FeatureCache, frames: FrameSource, model, device: torch.device,
-                    memo: int = 4096) -> Callable[[str], dict]:
-    """``vid → {point: features}`` read from the cache (rebuilt if missing or corrupt), memoised in memory."""
-    @lru_cache(maxsize=memo)
+def cached_video_fn(cache: TapCache, frames: FrameSource, model, device: torch.device,
+                    memo_bytes: int | None = None) -> Callable[[str], dict]:
+    """``vid → {point: features}`` read from the cache (rebuilt if missing or corrupt), memoised
+    in memory within ``memo_bytes`` (default: half of :func:`~r2bench.core.memo.memo_budget`)."""
     def video(vid: str) -> dict:
         return cache.get_or_compute(vid, lambda: extract_features(vid, frames, model, device), frames.identity(vid))
-    return video
+    return ByteLRU(video, memo_budget() // 2 if memo_bytes is None else memo_bytes)

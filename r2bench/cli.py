@@ -83,9 +83,28 @@ def build_run_parser(prog: str = "r2bench run") -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads per process (default: the cores available; "
                                                 "OMP_WAIT_POLICY=PASSIVE unless set; see docs/reliability.md)")
-    p.add_argument("--oom-retry", action="store_true",
-                   help="after CUDA out-of-memory, retry the run once with twice the gradient accumulation "
-                        "(half the micro-batch, the same batch), recorded as such")
+    p.add_argument("--oom-retry", action=argparse.BooleanOptionalAction, default=True,
+                   help="after CUDA out-of-memory in a training step, retry the run with twice the gradient "
+                        "accumulation (half the micro-batch, the same batch) until it fits, recorded as such "
+                        "(default: on)")
+    p.add_argument("--memory", choices=["auto", "estimate", "measure"], default="auto",
+                   help="peak memory at the paper's setting: auto (CPU: fake-tensor estimate; CUDA: measured once "
+                        "per GPU and configuration after training, cached, the estimate where it does not fit), "
+                        "estimate, or measure (again, ignoring the cache)")
+    p.add_argument("--infer-timing", choices=["quick", "full", "none"], default="quick",
+                   help=f"end-to-end inference timing from frames: quick (a few videos; default), full (64), none")
+    p.add_argument("--workers", type=int, help="frame-decoding processes for rows that train from frames "
+                                                "(default: the cores on CUDA, 0 on the CPU)")
+    p.add_argument("--memo-gb", type=float, help="RAM for decoded frames and features kept between epochs, GB "
+                                                 "(default: R2BENCH_MEMO_GB, else 25%% of RAM, at most 16)")
+    p.add_argument("--require-all-videos", action="store_true",
+                   help="a video named by the annotations but missing from --video-dir is fatal (default: its "
+                        "queries are skipped, and every record and table says so)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="let video files be symbolic links that lead out of --video-dir (refused by default)")
+    p.add_argument("--plugin", action="append", default=[], metavar="FILE",
+                   help="a Python file whose methods register themselves (@register); repeatable. "
+                        "Installed packages add methods through the entry-point group r2bench.methods")
     p.add_argument("--run-id", nargs="+", help="only the runs with these ids (what a Slurm job runs)")
     launch.add_arguments(p)
     p.add_argument("--out", type=Path, default=default_out_dir(), help="output folder (default: ./out)")

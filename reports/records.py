@@ -38,25 +38,34 @@ def load_records(suite_dir: str | Path) -> list[dict]:
 RECORD_KEYS = ("run_id", "method", "status")   # string fields every run record has
 
 
-def read_ledger(path: Path, required: tuple[str, ...] = RECORD_KEYS) -> list[dict]:
+def read_ledger(path: Path, required: tuple[str, ...] = RECORD_KEYS,
+                corrupt: list[tuple[int, str, InputError]] | None = None) -> list[dict]:
     """The records of one ledger file in file order (blank lines skipped). A line that is not a
     JSON object, or lacks one of the ``required`` string fields, is an ``InputError`` naming the
-    file, the line and the field. ``bench.ledger.Ledger`` reads its file through this too."""
+    file, the line and the field — or, given a ``corrupt`` list, is appended to it as (line
+    number, text, error) and skipped. ``bench.ledger.Ledger`` reads its file through this too."""
     records = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
+                if not isinstance(record, dict):
+                    raise InputError(path, lineno, None, "corrupt ledger line, not a JSON object")
+                for key in required:
+                    if not isinstance(record.get(key), str):
+                        raise InputError(path, lineno, key, "missing or not a string (expected a run record)")
             except json.JSONDecodeError as e:
-                raise InputError(path, lineno, None, f"corrupt ledger line, not JSON ({e.msg})") from None
-            if not isinstance(record, dict):
-                raise InputError(path, lineno, None, "corrupt ledger line, not a JSON object")
-            for key in required:
-                if not isinstance(record.get(key), str):
-                    raise InputError(path, lineno, key, "missing or not a string (expected a run record)")
-            records.append(record)
+                error = InputError(path, lineno, None, f"corrupt ledger line, not JSON ({e.msg})")
+            except InputError as e:
+                error = e
+            else:
+                records.append(record)
+                continue
+            if corrupt is None:
+                raise error
+            corrupt.append((lineno, line.rstrip("\n"), error))
     return records
 
 
@@ -106,6 +115,16 @@ def per_query_path(record: dict) -> Path | None:
     return None
 
 
+def damaged(record: dict, name: str) -> str | None:
+    """What is wrong with the file ``name`` (``per_query``, ``predictions``, ``checkpoint`` …) of a
+    record that carries digests of its files (``files``), or None (unchanged, or no digest)."""
+    entry = (record.get("files") or {}).get(name)
+    if not entry:
+        return None
+    from r2bench.core.io import check_file
+    return check_file(entry, record.get("_suite_dir"))
+
+
 @lru_cache(maxsize=256)
 def _read_per_query(path: str, mtime: float) -> pd.DataFrame:
     try:
@@ -128,9 +147,16 @@ def _read_per_query(path: str, mtime: float) -> pd.DataFrame:
 
 
 def per_query(record: dict) -> pd.DataFrame | None:
-    """The run's per-query metric values (index qid as text), or None when it has none."""
+    """The run's per-query metric values (index qid as text), or None when it has none. A file
+    that no longer matches the digest in its record is refused (``InputError`` naming it)."""
     path = per_query_path(record)
-    return None if path is None else _read_per_query(str(path), path.stat().st_mtime).copy()
+    if path is None:
+        return None
+    problem = damaged(record, "per_query")
+    if problem:
+        raise InputError(path, None, None, f"refused: {problem}; re-run {record['run_id']} (r2bench run ... --fresh "
+                                           f"--run-id {record['run_id']})")
+    return _read_per_query(str(path), path.stat().st_mtime).copy()
 
 
 def predictions(record: dict) -> list[dict]:

@@ -37,20 +37,18 @@ import numpy as np
 import pandas as pd
 from scipy import stats as st
 
+from r2bench.core.identity import POOL_FIELDS, SEED_FIELD, canonical, pool_identity
+
 N_RESAMPLES = 10_000
 ROUNDING = 1e-12  # per-query differences this small (relative or absolute) are rounding, set to 0
 BATCH = 1_000  # resamples per vectorised batch: bounds memory at BATCH × n_queries floats
 
-# The identity of a run apart from its seed. Runs pooled into one table row must agree on all
-# of these; add a field here and both ``aggregation_key`` and ``group_runs`` use it. A field
-# may be absent from a record (it then counts as None, so "absent" and "present" differ).
-IDENTITY_FIELDS = (
-    "method", "config", "train_config", "dataset", "dataset_version", "benchmark_version",
-    "backbone", "weights", "code_version", "protocol",
-)
+# The identity of a run apart from its seed (r2bench.core.identity, the one definition): runs
+# pooled into one table row must agree on all of it. A field may be absent from a record (it
+# then counts as None, so "absent" and "present" differ).
+IDENTITY_FIELDS = POOL_FIELDS
 NOT_COUNTED = "not counted"   # ``seed_variance`` of a one-seed comparison made per query (models fixed)
 QUERY_MARK = "†"               # its mark: these trained models differ on these queries
-SEED_FIELD = "seed"  # dropped from the record and from ``train_config`` before comparing
 
 
 class Interval(NamedTuple):
@@ -550,16 +548,8 @@ def estimate_variance_components(per_query_by_seed_a, per_query_by_seed_b) -> Va
 
 # --------------------------------------------------------------------------- pooling runs
 
-def _identity(record: dict) -> dict:
-    """The identity fields of a run record (absent → None), seed removed from ``train_config``."""
-    ident = {f: record.get(f) for f in IDENTITY_FIELDS}
-    if isinstance(ident.get("train_config"), Mapping):
-        ident["train_config"] = {k: v for k, v in ident["train_config"].items() if k != SEED_FIELD}
-    return ident
-
-
-def _canonical(value) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+_identity = pool_identity
+_canonical = canonical
 
 
 def aggregation_key(record: dict) -> str:

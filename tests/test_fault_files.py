@@ -56,35 +56,46 @@ def test_orphaned_temp_files_of_killed_writers_are_removed_and_live_ones_kept(tm
     host, dead, live = _host(), _dead_pid(), os.getpid()
     sub = tmp_path / "a" / "b"
     sub.mkdir(parents=True)
-    orphan_file = sub / f".ledger.jsonl{TEMP_TAG}{host}-{dead}-abc123"
-    orphan_dir = tmp_path / f".features{TEMP_TAG}{host}-{dead}-def456"
-    old_other_host = sub / f".x.csv{TEMP_TAG}otherhost-{live}-zzz999"
-    in_flight = sub / f".y.csv{TEMP_TAG}{host}-{live}-live01"
-    new_other_host = sub / f".z.csv{TEMP_TAG}otherhost-{live}-new001"
+    orphan_file = sub / f".ledger.jsonl{TEMP_TAG}{host}-{dead}-abc12345"
+    orphan_dir = tmp_path / f".features{TEMP_TAG}{host}-{dead}-def45678"
+    in_flight = sub / f".y.csv{TEMP_TAG}{host}-{live}-live0123"
+    # never provably ours: another host's writer (however old), look-alikes of every kind
+    other_host = sub / f".x.csv{TEMP_TAG}otherhost-{dead}-zzz99999"
+    look_alikes = [tmp_path / ".notes.ABCDEFGH.tmp", sub / ".draft.tmp-abcd1234",
+                   tmp_path / ".report.r2tmp-otherhost-1-x", sub / f".short{TEMP_TAG}{host}-{dead}-abc1234",
+                   sub / f".upper{TEMP_TAG}{host}-{dead}-ABCDEFGH", sub / f"noDot{TEMP_TAG}{host}-{dead}-abcdefgh",
+                   sub / f".long{TEMP_TAG}{host}-{dead}-abcdefghi", sub / f".dash{TEMP_TAG}{host}-x-{dead}-abcdefgh"]
     not_ours = [sub / ".gitignore", sub / "results.csv", sub / ".hidden.tmp"]
-    for p in (orphan_file, old_other_host, in_flight, new_other_host, *not_ours):
+    for p in (orphan_file, in_flight, other_host, *look_alikes, *not_ours):
         p.write_bytes(b"x" * 100)
     orphan_dir.mkdir()
     (orphan_dir / "part.safetensors").write_bytes(b"y" * 1000)
-    two_days_ago = time.time() - 2 * 86400
-    os.utime(old_other_host, (two_days_ago, two_days_ago))
+    three_days_ago = time.time() - 3 * 86400
+    for p in (other_host, *look_alikes):
+        os.utime(p, (three_days_ago, three_days_ago))
 
     removed = set(clean_orphans(tmp_path))
-    assert removed == {orphan_file, orphan_dir, old_other_host}
+    assert removed == {orphan_file, orphan_dir}
     assert not orphan_dir.exists() and not orphan_file.exists()
-    assert all(p.exists() for p in (in_flight, new_other_host, *not_ours))
+    assert all(p.exists() for p in (in_flight, other_host, *look_alikes, *not_ours))
 
 
-def test_run_all_cleans_orphans_under_out_and_the_cache_before_anything_runs(tmp_path, monkeypatch):
+def test_a_refused_command_deletes_nothing_and_a_valid_one_cleans_after_validation(tmp_path, monkeypatch):
     monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path / "cache"))
     out, dead = tmp_path / "out", _dead_pid()
-    left = [out / "table9" / f".results.csv{TEMP_TAG}{_host()}-{dead}-q1w2e3",
-            tmp_path / "cache" / "features" / f".v.safetensors{TEMP_TAG}{_host()}-{dead}-r4t5y6"]
-    for p in left:
+    left = [out / "table9" / f".results.csv{TEMP_TAG}{_host()}-{dead}-q1w2e3r4",
+            tmp_path / "cache" / "features" / f".v.safetensors{TEMP_TAG}{_host()}-{dead}-r4t5y6u7"]
+    users = [out / ".notes.ABCDEFGH.tmp", out / "sub" / ".draft.tmp-abcd1234", out / ".report.r2tmp-otherhost-1-x"]
+    for p in (*left, *users):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"half")
-    cli.run_main(["--report", "--out", str(out), "--quiet"])          # renders nothing: out is empty
-    assert not any(p.exists() for p in left)
+    assert cli.run_main(["--methods", "frozn", "--out", str(out), "--quiet", "--paper-scale"]) == 2   # refused
+    assert all(p.exists() for p in (*left, *users))
+    assert cli.run_main(["--report", "--out", str(out), "--quiet"]) in (0, 1)   # reads only: deletes nothing
+    assert all(p.exists() for p in (*left, *users))
+    monkeypatch.setattr(orchestrate, "execute_plan", lambda *a, **k: {})      # validated, then nothing to train
+    cli.run_main(["--methods", "frozen", "--out", str(out), "--quiet", "--paper-scale"])
+    assert not any(p.exists() for p in left) and all(p.exists() for p in users)
 
 
 def test_temp_names_carry_their_writer(tmp_path):

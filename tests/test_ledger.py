@@ -68,13 +68,22 @@ def test_record_needs_run_id(tmp_path):
 
 
 @pytest.mark.parametrize("bad_line", ['{"run_id": "b-1", "stat', '["not", "a", "record"]'])
-def test_corrupt_line_names_file_and_line(tmp_path, bad_line):
+def test_a_corrupt_line_is_reported_by_number_kept_aside_and_the_ledger_goes_on(tmp_path, bad_line, caplog):
     ledger = Ledger(tmp_path)
-    ledger.path.write_text(json.dumps(record("a-1")) + "\n" + bad_line + "\n")
-    with pytest.raises(InputError) as info:
-        ledger.records()
-    assert info.value.line == 2
-    assert f"{ledger.path}:2:" in str(info.value)
+    ledger.path.write_text(json.dumps(record("a-1")) + "\n" + bad_line + "\n" + json.dumps(record("c-1")) + "\n")
+    with caplog.at_level("WARNING"):
+        assert [r["run_id"] for r in ledger.records()] == ["a-1", "c-1"]
+    assert f"{ledger.path}:2:" in caplog.text
+    assert ledger.done("a-1") and not ledger.done("b-1")                    # the suite can go on
+    ledger.append(record("d-1"))                                            # the next write sets the line aside
+    assert [r["run_id"] for r in ledger.records()] == ["a-1", "c-1", "d-1"]
+    rejected = [json.loads(line) for line in (tmp_path / "ledger.rejected.jsonl").read_text().splitlines()]
+    assert rejected == [dict(line=2, error=rejected[0]["error"], text=bad_line)] and ":2:" in rejected[0]["error"]
+    with pytest.raises(InputError) as info:                                 # a report reads strictly
+        from r2bench.reports.records import read_ledger
+        (tmp_path / "strict.jsonl").write_text(bad_line + "\n")
+        read_ledger(tmp_path / "strict.jsonl")
+    assert info.value.line == 1
 
 
 def test_results_csv_columns_in_contract_order(tmp_path):

@@ -54,27 +54,29 @@ def test_a_nan_loss_is_recorded_with_its_step_and_terms_and_the_suite_goes_on(en
     assert second["status"] == "ok" and second["seed"] == 1 and second["metrics"]
 
 
-def test_cuda_out_of_memory_is_recorded_and_optionally_retried_with_accumulation(env, tmp_path, monkeypatch):
+def test_cuda_out_of_memory_is_retried_with_accumulation_until_it_fits_and_names_the_failed_step(env, tmp_path,
+                                                                                                 monkeypatch):
     real = T.train_step
 
-    def oom_at_full_micro_batch(model, batch, state):
-        if max(len(mb.batch["qid"]) for mb in batch) > 2:
+    def oom_above_one_sample(model, batch, state):      # a GPU where only one sample fits at a time
+        if max(len(mb.batch["qid"]) for mb in batch) > 1:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, batch, state)
 
-    monkeypatch.setattr(T, "train_step", oom_at_full_micro_batch)
-    assert cli.run_main(env["argv"](tmp_path / "a", "--epochs", "1")) == 1
+    monkeypatch.setattr(T, "train_step", oom_above_one_sample)
+    assert cli.run_main(env["argv"](tmp_path / "a", "--epochs", "1", "--no-oom-retry")) == 1
     (failed,) = records(tmp_path / "a")
     assert failed["status"] == "failed" and "out of memory" in failed["error"]
-    assert failed["fault"] == dict(kind="out_of_memory", batch_size=4, accumulate=1, micro_batch=4, peak_gib=None,
-                                   device_gib=None)
+    assert failed["fault"] == dict(kind="out_of_memory", step="training step 1 (epoch 1): batch of 4 in 1 "
+                                   "micro-batch(es) of up to 4", phase="train", failed_batch=4, failed_micro_batch=4,
+                                   batch_size=4, accumulate=1, micro_batch=4, peak_gib=None, device_gib=None)
 
-    assert cli.run_main(env["argv"](tmp_path / "b", "--epochs", "1", "--oom-retry")) == 0
+    assert cli.run_main(env["argv"](tmp_path / "b", "--epochs", "1")) == 0       # retried by default
     (retried,) = records(tmp_path / "b")
     assert retried["run_id"] == failed["run_id"]         # the run asked for, recorded as retried
-    assert retried["status"] == "ok" and retried["train_config"]["accumulate"] == 2
-    assert retried["oom_retry"]["accumulate"] == 2 and retried["oom_retry"]["micro_batch"] == 2
-    assert retried["oom_retry"]["first"]["kind"] == "out_of_memory"
+    assert retried["status"] == "ok" and retried["train_config"]["accumulate"] == 4
+    assert [a["accumulate"] for a in retried["oom_retry"]] == [1, 2]              # 4 -> 2 -> 1 sample at a time
+    assert [a["failed_micro_batch"] for a in retried["oom_retry"]] == [4, 2]
 
 
 def test_ctrl_c_mid_run_records_it_and_the_rerun_resumes_to_the_same_numbers(env, tmp_path, monkeypatch):
@@ -127,10 +129,12 @@ def test_a_video_replaced_after_caching_is_never_trained_from_old_features(env, 
     assert cli.run_main(argv) == 0
     victim = sorted(videos.glob("*.mp4"))[0]
     victim.write_bytes(b"")                                          # emptied after its features were cached
-    assert cli.run_main([*argv, "--fresh"]) == 1
+    assert cli.run_main([*argv, "--fresh"]) == 0                    # the video is left out, never its old features
     (record,) = records(tmp_path / "out")
-    attempt = record["failed_attempts"][-1]
-    assert str(victim) in attempt["error"] and "field 'video'" in attempt["error"]
+    assert record["videos"]["unreadable"] == 1 and record["videos"]["missing"] == 0
+    assert record["videos"]["examples"][0]["vid"] == victim.stem
+    split = "train" if record["videos"]["skipped_queries"]["train"] else "val"
+    assert record["videos"]["skipped_queries"][split] >= 1
 
 
 @pytest.mark.slow        # the default run has test_e2e.py::test_same_seed_same_numbers_on_cpu (one cache)

@@ -163,7 +163,9 @@ def test_run_all_suite_all_runs_every_suite_then_writes_the_report(tmp_path, mon
     from r2bench import cli
     from r2bench.bench import orchestrate
     ran = []
-    monkeypatch.setattr(orchestrate, "run_suite", lambda suite, args, device: ran.append(suite.name) or 0)
+    monkeypatch.setattr(orchestrate, "plan_suite", lambda suite, args, device: orchestrate.SuitePlan(suite, args.out, []))
+    monkeypatch.setattr(orchestrate, "execute_plan", lambda plan, args: ran.append(plan.suite.name) or {})
+    monkeypatch.setattr(orchestrate, "render_plan", lambda plan, args, outcome: 0)
     (tmp_path / "out").mkdir()
     assert cli.run_main(["--suite", "all", "--out", str(tmp_path / "out"), "--quiet"]) == 0
     from r2bench.bench.suites import ALL_SUITES

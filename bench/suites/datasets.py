@@ -32,7 +32,7 @@ from typing import NamedTuple
 from r2bench.bench.run import RunSpec
 from r2bench.bench.suites.base import Suite
 from r2bench.core.errors import InputError
-from r2bench.datasets.registry import Dataset, get_dataset, parse_overrides
+from r2bench.datasets.registry import BoundDataset, get_dataset, parse_overrides
 from r2bench.methods.backbone import check_backbone
 from r2bench.reports.tables import datasets as dt
 
@@ -70,7 +70,7 @@ class DataPaths(NamedTuple):
 class Binding(NamedTuple):
     """One dataset (or one domain of it) a suite runs on, with its backbone and weights."""
 
-    dataset: Dataset
+    dataset: BoundDataset
     backbone: str
     weights: str | None
 
@@ -149,12 +149,12 @@ def given_data(suite: DatasetSuite, args) -> dict[str, DataPaths]:
 
 # --------------------------------------------------------------------------- bindings
 
-def expand_domains(dataset: Dataset) -> list[Dataset]:
+def expand_domains(dataset: BoundDataset) -> list[BoundDataset]:
     """One dataset per domain when its spec trains one model per domain, else the dataset."""
     return [dataset.for_domain(d) for d in dataset.spec.domains] if dataset.spec.per_domain else [dataset]
 
 
-def stand_in_binding(suite: DatasetSuite, args) -> tuple[Dataset, str, str | None]:
+def stand_in_binding(suite: DatasetSuite, args) -> tuple[BoundDataset, str, str | None]:
     """The suite's stand-in, generated on first use, with the project's tiny CLIP (or the
     ``--backbone``/``--weights`` given)."""
     spec = get_dataset(suite.stand_in)
@@ -168,7 +168,7 @@ def stand_in_binding(suite: DatasetSuite, args) -> tuple[Dataset, str, str | Non
     backbone = getattr(args, "backbone", None) or STAND_IN_BACKBONE
     weights = getattr(args, "weights", None)
     check_backbone(backbone, weights)
-    data = spec.bind(progress=not getattr(args, "quiet", False))
+    data = spec.bind(progress=not getattr(args, "quiet", False), follow_symlinks=getattr(args, "follow_symlinks", False))
     if weights or getattr(args, "random_init", False) or backbone != STAND_IN_BACKBONE:
         return data, backbone, weights
     from r2bench.datasets.synthetic.tiny_clip import ensure_tiny_clip
@@ -193,7 +193,8 @@ def bindings(suite: DatasetSuite, args) -> list[Binding]:
     for name in suite.targets:              # the table's order
         if name in given:
             paths = given[name]
-            data = get_dataset(name).with_overrides(overrides).bind(paths.annotations, paths.video_dir).check()
+            data = get_dataset(name).with_overrides(overrides).bind(
+                paths.annotations, paths.video_dir, follow_symlinks=getattr(args, "follow_symlinks", False)).check()
             out += [Binding(d, backbone, weights) for d in expand_domains(data)]
     return out
 

@@ -181,3 +181,88 @@ class FeatureCache:
         if source is not None and metadata.get("source") != source:
             raise StaleEntry(f"entry from video {metadata.get('source') or 'of unknown identity'}, video now {source}")
         return tensors
+
+
+class TapCache:
+    """The cache a run reads: its own (``exact``, the key of its taps) and, read-only, any
+    ``wider`` cache of the same key but taps that cover the run's (every point it taps, at
+    every layer it taps it): a K = 4 entry (layers 8–11) serves w/o Tuning's layer 11 without
+    encoding the videos again. Read from a wider entry, each point keeps only the run's layers.
+    What no cache holds is computed and stored in ``exact``."""
+
+    def __init__(self, exact: FeatureCache, wider: list[tuple[FeatureCache, dict[str, list[int]]]] = ()):
+        self.exact, self.wider = exact, list(wider)
+
+    @classmethod
+    def find(cls, root: str | os.PathLike, key: Mapping, taps) -> TapCache:
+        """``exact`` for ``key`` under ``root``, and every cache under ``root`` whose key differs
+        only in taps that cover ``taps`` (a ``methods.hooks.Taps``), narrowest first."""
+        exact = FeatureCache(root, key)
+        want = {p: list(taps.layers_of(p)) for p in taps.points}
+        wider = []
+        for key_file in sorted(Path(root).glob("*/key.json")):
+            if key_file.parent == exact.dir:
+                continue
+            try:
+                other = json.loads(key_file.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(other, dict) or {k: v for k, v in other.items() if k != "taps"} != \
+                    {k: v for k, v in exact.key.items() if k != "taps"}:
+                continue
+            index = _slices(other.get("taps") or {}, want)
+            if index is not None:
+                wider.append((len(other["taps"].get("layers", [])), FeatureCache(root, other), index))
+        return cls(exact, [(c, index) for _, c, index in sorted(wider, key=lambda t: t[0])])
+
+    @property
+    def key(self) -> dict:
+        return self.exact.key
+
+    @property
+    def dir(self) -> Path:
+        return self.exact.dir
+
+    @property
+    def stats(self) -> CacheStats:
+        return self.exact.stats
+
+    def complete(self, vid: str, source: str | None = None) -> bool:
+        return self.exact.complete(vid, source) or any(c.complete(vid, source) for c, _ in self.wider)
+
+    def put(self, vid: str, tensors: Mapping[str, torch.Tensor], source: str | None = None) -> dict[str, torch.Tensor]:
+        return self.exact.put(vid, tensors, source)
+
+    def get(self, vid: str, source: str | None = None) -> dict[str, torch.Tensor] | None:
+        if self.exact.complete(vid, source) or not self.wider:
+            found = self.exact.get(vid, source)
+            if found is not None:
+                return found
+        for cache, index in self.wider:
+            if cache.complete(vid, source):
+                tensors = cache.get(vid, source)
+                if tensors is not None:
+                    self.exact.stats.hits += 1
+                    return {p: tensors[p][:, idx].contiguous() for p, idx in index.items()}
+        return None
+
+    def get_or_compute(self, vid: str, fn: Callable[[], Mapping[str, torch.Tensor]],
+                       source: str | None = None) -> dict[str, torch.Tensor]:
+        tensors = self.get(vid, source)
+        return tensors if tensors is not None else self.put(vid, fn(), source)
+
+
+def _slices(have: Mapping, want: dict[str, list[int]]) -> dict[str, list[int]] | None:
+    """Per point, the positions of the wanted layers among a wider cache's stacked layers; None
+    if that cache lacks a wanted point or layer."""
+    layers = list(have.get("layers") or [])
+    narrowed = dict(have.get("point_layers") or {})
+    out = {}
+    for point, wanted in want.items():
+        if point not in (have.get("points") or []):
+            return None
+        stacked = list(narrowed.get(point, layers))
+        if not set(wanted) <= set(stacked):
+            return None
+        out[point] = [stacked.index(layer) for layer in wanted]
+    return out

@@ -379,6 +379,19 @@ def _make_video(index: int, path: Path, config: dict) -> list[dict]:
     return anns
 
 
+def locate(root: str | os.PathLike | None = None, seed: int = 0, n_train: int | None = None,
+           n_val: int | None = None, n_test: int | None = None, duration: float | None = None,
+           write_fps: float = 2, frame_size: int = 64) -> Path | None:
+    """Where :func:`generate` with these arguments keeps a complete benchmark, or None when it
+    has not been generated on this machine (nothing is written)."""
+    d = _defaults()
+    sizes = {k: d[k] if v is None else v for k, v in dict(n_train=n_train, n_val=n_val, n_test=n_test,
+                                                            duration=duration).items()}
+    config = _config(seed, write_fps=write_fps, frame_size=frame_size, **sizes)
+    root = Path(root) if root is not None else _root_for(config)
+    return root if _complete(root, config) else None
+
+
 def generate(root: str | os.PathLike | None = None, seed: int = 0, n_train: int | None = None,
              n_val: int | None = None, n_test: int | None = None, duration: float | None = None,
              write_fps: float = 2, frame_size: int = 64, progress: bool = True) -> Path:

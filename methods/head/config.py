@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from r2bench.core.config import FieldTypeError, check_fields, check_range
+
 LAYER_MODES = ("recurrent", "single", "mean")
 ATTENTION_ORDERS = ("cross_self", "self_cross")
 NMS_KINDS = ("hard", "linear", "none")
@@ -148,6 +150,24 @@ class HeadConfig:
         for name, value in PROTOCOLS[self.protocol].items():
             if getattr(self, name) is FROM_PROTOCOL:
                 setattr(self, name, value)
+        # every field (a method's own included) against its type, then the ranges that matter
+        try:
+            check_fields(self)
+            for name in ("k", "temporal_layers", "hidden", "heads", "ffn", "max_windows"):
+                check_range(name, getattr(self, name), 1)
+            for name in ("dropout", "drop_path"):
+                check_range(name, getattr(self, name), 0.0, 1.0, high_open=True)
+            for name in ("focal_gamma", "cls_weight", "reg_weight", "saliency_weight", "video_calibration_weight",
+                         "layer_calibration_weight", "min_train_seconds"):
+                check_range(name, getattr(self, name), 0.0)
+            check_range("temperature", self.temperature, 0.0, low_open=True)
+            check_range("focal_alpha", self.focal_alpha, 0.0, 1.0)
+            for stride in self.strides:
+                check_range("strides", stride, 1)
+        except FieldTypeError as e:
+            raise ValueError(str(e)) from None
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads ({self.heads})")
         for name, allowed in (("layer_mode", LAYER_MODES), ("attention_order", ATTENTION_ORDERS),
                               ("nms", NMS_KINDS), ("saliency_loss", SALIENCY_LOSSES),
                               ("calibration_clip", CALIBRATION_CLIPS), ("cls_loss", CLS_LOSSES),

@@ -3,19 +3,19 @@
 Every output is written to a temporary sibling first and renamed into place
 (:func:`atomic_write`, :func:`temp_dir_for`), so a kill at any moment leaves either the old
 file or the new one. The temporary names say who made them,
-``.<name>.r2tmp-<host>-<pid>-<random>``, so that :func:`clean_orphans` can delete the ones a
-killed writer left behind, and only those (see there). Files and folders get the usual
-permissions (``0o666``/``0o777`` less the umask), not ``mkstemp``'s ``0o600``.
+``.<name>.r2tmp-<host>-<pid>-<8 random characters>``, so that :func:`clean_orphans` can delete
+the ones a killed writer of this machine left behind, and nothing else (see there). Files and
+folders get the usual permissions (``0o666``/``0o777`` less the umask), not ``mkstemp``'s ``0o600``.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import shutil
 import socket
 import tempfile
-import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -41,17 +41,21 @@ def default_out_dir() -> Path:
     return Path("out")
 
 TEMP_TAG = ".r2tmp-"
-ORPHAN_MAX_AGE_S = 24 * 3600        # any temp name of ours older than this is an orphan, whoever made it
-_OURS = re.compile(r"^\..+\.r2tmp-(?P<host>[A-Za-z0-9_-]+)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
-# names written before the temp names carried their writer (atomic_write's and the generator's)
-_LEGACY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$|^\..+\.tmp-[A-Za-z0-9_]{8}$")
+# Exactly what _temp_prefix + mkstemp/mkdtemp make: host (no '-'), pid, and tempfile's 8 random
+# characters. A name that differs in any way is not ours, however similar it looks.
+_OURS = re.compile(r"^\.(?P<name>.+)\.r2tmp-(?P<host>[A-Za-z0-9_]{1,40})-(?P<pid>[1-9][0-9]{0,9})-[a-z0-9_]{8}$")
+
+
+def cache_root() -> Path:
+    """``$R2BENCH_CACHE``, else the user cache folder: ``$XDG_CACHE_HOME/r2bench`` or
+    ``~/.cache/r2bench`` (not created)."""
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return Path(os.environ.get("R2BENCH_CACHE") or user_cache / "r2bench")
 
 
 def cache_dir() -> Path:
-    """``$R2BENCH_CACHE``, else the user cache folder: ``$XDG_CACHE_HOME/r2bench`` or
-    ``~/.cache/r2bench`` (created on first use)."""
-    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    root = Path(os.environ.get("R2BENCH_CACHE") or user_cache / "r2bench")
+    """:func:`cache_root`, created on first use."""
+    root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -126,37 +130,30 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def is_orphan(entry: Path, now: float | None = None, max_age_s: float = ORPHAN_MAX_AGE_S) -> bool:
-    """Whether ``entry`` is a temp file or folder of ours that no writer will finish: its
-    writer (named in it) ran on this host and is gone, or it is older than ``max_age_s``
-    (a writer on another host of a shared file system cannot be asked). Names that are not
-    ours are never orphans."""
-    name = entry.name
-    ours, legacy = _OURS.match(name), _LEGACY.match(name)
-    if not (ours or legacy):
+def is_orphan(entry: Path) -> bool:
+    """Whether ``entry`` is provably a temp file or folder of this project that no writer will
+    finish: its name is exactly one of ours (:data:`_OURS`), its writer ran on this host, and
+    that process is gone. Anything else — other names, look-alikes, temp files of writers on
+    other hosts of a shared file system (they cannot be asked) — is never an orphan."""
+    ours = _OURS.match(entry.name)
+    if not ours or ours["host"] != _host():
         return False
-    try:
-        age = (now or time.time()) - entry.lstat().st_mtime
-    except FileNotFoundError:
-        return False
-    if age > max_age_s:
-        return True
-    return bool(ours) and ours["host"] == _host() and not _alive(int(ours["pid"]))
+    return not _alive(int(ours["pid"]))
 
 
-def clean_orphans(root: str | os.PathLike, max_age_s: float = ORPHAN_MAX_AGE_S) -> list[Path]:
-    """Delete the orphaned temp files and folders (:func:`is_orphan`) under ``root``; returns them."""
+def clean_orphans(root: str | os.PathLike) -> list[Path]:
+    """Delete the orphaned temp files and folders (:func:`is_orphan`) under ``root``; returns them.
+    Call it only once a command has been validated: it is the one place that deletes files."""
     root = Path(root)
     removed: list[Path] = []
     if not root.is_dir():
         return removed
-    now = time.time()
     for dirpath, dirnames, filenames in os.walk(root):
         for name in [*filenames, *dirnames]:
-            if not name.startswith("."):
+            if not name.startswith(".") or TEMP_TAG not in name:
                 continue
             entry = Path(dirpath) / name
-            if not is_orphan(entry, now, max_age_s):
+            if not is_orphan(entry):
                 continue
             try:
                 if entry.is_dir() and not entry.is_symlink():
@@ -169,5 +166,46 @@ def clean_orphans(root: str | os.PathLike, max_age_s: float = ORPHAN_MAX_AGE_S) 
                 continue
             removed.append(entry)
     if removed:
-        log.info("removed %d orphaned temp file(s)/folder(s) left by killed writers under %s", len(removed), root)
+        log.info("removed %d orphaned temp file(s)/folder(s) left by killed writers under %s: %s", len(removed), root,
+                 ", ".join(str(p.relative_to(root)) for p in removed[:5]) + (" …" if len(removed) > 5 else ""))
     return removed
+
+
+# --------------------------------------------------------------------------- digests of outputs
+
+def _blake2b(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_digest(path: str | os.PathLike, relative_to: str | os.PathLike | None = None) -> dict:
+    """What a record says of a file it made: its path (relative to ``relative_to`` when inside
+    it), size and blake2b digest — so that a later command can tell it is still that file."""
+    path = Path(path)
+    shown = path
+    if relative_to is not None:
+        try:
+            shown = path.resolve().relative_to(Path(relative_to).resolve())
+        except ValueError:
+            pass
+    return {"path": shown.as_posix(), "bytes": path.stat().st_size, "blake2b": _blake2b(path)}
+
+
+def check_file(entry: dict, base: str | os.PathLike | None = None) -> str | None:
+    """None if the file a record names (:func:`file_digest`'s entry) is there unchanged, else
+    what is wrong with it (missing, another size, another digest)."""
+    path = Path(entry.get("path", ""))
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return f"{path} is missing"
+    if size != entry.get("bytes"):
+        return f"{path} has {size} bytes, the record says {entry.get('bytes')} (damaged or replaced)"
+    if _blake2b(path) != entry.get("blake2b"):
+        return f"{path} does not match the digest in its record (damaged or edited)"
+    return None

@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 
 from r2bench.core.errors import InputError
-from r2bench.datasets.registry import Dataset
+from r2bench.datasets.registry import BoundDataset
 from r2bench.datasets.vtg import VTGDataset, collate
 from r2bench.datasets.video import read_frames
 from r2bench.methods.backbone import RANDOM_INIT, Backbone, BackboneError, weights_digest
@@ -44,25 +44,43 @@ def weights_path(record: dict, sources: Sources) -> str | None:
     raise FigureSkipped(f"backbone weights {label} not found (pass their file with --weights)")
 
 
-def dataset_spec(record: dict, sources: Sources) -> Dataset:
-    """The record's dataset, rebuilt by name and checked against its version."""
+def dataset_spec(record: dict, sources: Sources) -> BoundDataset:
+    """The record's dataset, rebuilt by name at the run's own size and checked against its
+    version. A built-in benchmark is never generated here: if this machine's cache does not
+    hold the run's, the figure is skipped with the command that makes it."""
     name = record.get("dataset")
     check_run(record, sources, checkpoint=False)
-    if name not in sources.specs:
+    size = run_size(record)
+    key = (name, size)
+    if key not in sources.specs and name in sources.specs and size is None:
+        key = name                                   # a spec a caller (a test) filled by name
+    if key not in sources.specs:
         from r2bench.datasets.registry import get_dataset
         spec = get_dataset(name)
-        if spec.materialize is not None:      # the built-in benchmark: regenerated the same
-            sources.specs[name] = spec.bind(progress=False)
-        else:
-            sources.specs[name] = spec.bind(sources.annotations, sources.video_dir)
-    spec = sources.specs[name]
+        if size is not None and spec.sizes:
+            spec = spec.with_size(size)
+        try:
+            if spec.materialize is not None:      # the built-in benchmark: found in the cache, never made here
+                sources.specs[key] = spec.bind(progress=False, generate=False)
+            else:
+                sources.specs[key] = spec.bind(sources.annotations, sources.video_dir)
+        except InputError as e:
+            raise FigureSkipped(e.message) from None
+    spec = sources.specs[key]
     if record.get("dataset_version") and spec.version != record["dataset_version"]:
         raise FigureSkipped(f"dataset {name} here is version {spec.version}, the run used "
                             f"{record['dataset_version']} (regenerate or point --annotations/--video-dir at it)")
     return spec
 
 
-def eval_split(record: dict, spec: Dataset) -> str:
+def run_size(record: dict) -> str | None:
+    """The built-in benchmark's size a run used, from its ``benchmark_version`` (``…-small``)."""
+    version = record.get("benchmark_version") or ""
+    from r2bench.datasets.synthetic.presets import SIZES
+    return next((size for size in SIZES if version.endswith(f"-{size}")), None)
+
+
+def eval_split(record: dict, spec: BoundDataset) -> str:
     """The split the run was evaluated on (its predictions file is ``<split>_preds.jsonl``)."""
     preds = rec.resolve(record, record.get("predictions"))
     if preds is not None and preds.name.endswith("_preds.jsonl"):

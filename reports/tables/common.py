@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from r2bench.core.errors import InputError
 from r2bench.core.io import atomic_write
 from r2bench.reports import records as rec
 from r2bench.reports import stats
@@ -47,6 +48,7 @@ ALPHA = 0.05
 N_RESAMPLES = stats.N_RESAMPLES   # bootstrap and permutation resamples per cell (tests lower it)
 RANDOM_INIT_WARNING = "WARNING: randomly initialised backbone — metrics not comparable to the paper."
 MARK = "*"
+REFUSED = "refused"    # a cell whose run's per-query file no longer matches its record
 
 
 class TableError(ValueError):
@@ -214,7 +216,12 @@ def _per_query_matrix(runs: list[dict], key: str) -> tuple[pd.DataFrame | None, 
     """(qid × seed matrix of ``key``, "") or (None, why not)."""
     frames = {}
     for r in runs:
-        frame = rec.per_query(r)
+        try:
+            frame = rec.per_query(r)
+        except InputError as e:
+            if "refused:" not in e.message:
+                raise
+            return None, f"{REFUSED}: {e}"
         if frame is None:
             return None, "no per-query values: no interval, no test"
         if key not in frame.columns:
@@ -234,10 +241,13 @@ def metric_cells(groups: Mapping[str, list[dict]], reference: str, key: str, dig
         matrix, why = _per_query_matrix(runs, key)
         if matrix is not None:
             matrices[row] = matrix
-        elif any(not math.isnan(rec.metric(r, key)) for r in runs):   # a metric without per-query values
-            notes[row] = why
-    headline = {row: [rec.metric(r, key) for r in runs] for row, runs in groups.items()}
+        elif why.startswith(REFUSED) or any(not math.isnan(rec.metric(r, key)) for r in runs):
+            notes[row] = why       # a damaged per-query file, or a metric without per-query values
+    refused = {row for row, why in notes.items() if why.startswith(REFUSED)}
+    headline = {row: [rec.metric(r, key) for r in runs] for row, runs in groups.items() if row not in refused}
     cells, more = cells_from_matrices(matrices, headline, reference, key, digits, alpha)
+    for row in refused:            # the cell says so; its number is not shown
+        cells[row] = Cell(text=REFUSED, n_seeds=len(groups[row]))
     return cells, {**notes, **more}
 
 
