@@ -31,23 +31,13 @@ from __future__ import annotations
 import numpy as np
 
 from r2bench.bench.metrics.base import MetricResult, pct, per_query_frame
-from r2bench.bench.metrics.iou import best_of_k_iou
-from r2bench.bench.metrics.qvhighlights import (IOU_THRESHOLDS, _mr_ap, check_keys, collect, first_listed_iou,
-                                                truth_windows)
+from r2bench.bench.metrics.iou import first_k_iou
+from r2bench.bench.metrics.qvhighlights import IOU_THRESHOLDS, _mr_ap, check_keys, collect, truth_windows
 from r2bench.datasets.formats.base import Sample
 
 R_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))    # 0.3, 0.35, ..., 0.95
 HEADLINE = (0.3, 0.5, 0.7)
 TOP_K = 5
-
-
-def _top_k_iou(preds: list[np.ndarray], gts: list[np.ndarray], k: int) -> np.ndarray:
-    """Per query, the official R5 value (0 for a query without windows)."""
-    has = np.array([len(p) > 0 for p in preds], dtype=bool)
-    out = np.zeros(len(preds))
-    if has.any():
-        out[has] = best_of_k_iou([p for p, h in zip(preds, has) if h], [g for g, h in zip(gts, has) if h], k)
-    return out
 
 
 def evaluate(submission: list[dict], ground_truth: list[Sample]) -> MetricResult:
@@ -61,8 +51,8 @@ def evaluate(submission: list[dict], ground_truth: list[Sample]) -> MetricResult
     qids = [p.qid for p in preds]
     gts = [truth_windows(by_qid[q]) for q in qids]
 
-    top1 = first_listed_iou([p.windows for p in preds], gts)
-    top5 = _top_k_iou([p.windows for p in preds], gts, TOP_K)
+    top1 = first_k_iou([p.windows for p in preds], gts, 1)
+    top5 = first_k_iou([p.windows for p in preds], gts, TOP_K)
     r1 = {str(t): pct(np.mean(top1 >= t)) for t in R_THRESHOLDS}
     r5 = {str(t): pct(np.mean(top5 >= t)) for t in R_THRESHOLDS}
     miou = pct(np.mean(top1))

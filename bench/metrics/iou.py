@@ -48,38 +48,40 @@ def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, hull, out=np.zeros_like(inter), where=hull != 0)
 
 
-def _stack(arrays: list[np.ndarray], width: int) -> tuple[np.ndarray, np.ndarray]:
-    out = np.zeros((len(arrays), max(width, 1), 2))
-    valid = np.zeros((len(arrays), max(width, 1)), dtype=bool)
+def pad(arrays: list[np.ndarray], width: int, fill: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Stack the first ``width`` rows of ``(n_i, k)`` arrays into ``(Q, width, k)``, ``fill`` where a
+    query has fewer rows, and a validity mask ``(Q, width)``."""
+    k = arrays[0].shape[1]
+    out = np.full((len(arrays), width, k), fill, dtype=float)
+    valid = np.zeros((len(arrays), width), dtype=bool)
     for q, arr in enumerate(arrays):
         n = min(len(arr), width)
-        out[q, :n] = arr[:n, :2]
+        out[q, :n] = arr[:n]
         valid[q, :n] = True
     return out, valid
 
 
-def top1_iou(first: np.ndarray, gts: list[np.ndarray]) -> np.ndarray:
-    """Per query, the official R1/mIoU value of its first listed window ``first[q] (2,)``:
-    the ground-truth window is ``argmax`` of :func:`cross_iou` (first on ties; a NaN wins, as
-    ``np.argmax`` returns the first NaN), and the value is :func:`paired_iou` with it."""
-    first = np.asarray(first, dtype=np.float64).reshape(-1, 2)
-    gt, gt_valid = _stack(gts, max((len(g) for g in gts), default=1))
-    cross = cross_iou(first[:, None, :], gt)[:, 0, :]                      # (Q, G)
-    cross = np.where(gt_valid, cross, -np.inf)
-    j = np.argmax(cross, axis=1)
-    return paired_iou(first, gt[np.arange(len(gts)), j])
+def first_k_iou(preds: list[np.ndarray], gts: list[np.ndarray], k: int) -> np.ndarray:
+    """Per query, the official R1 (``k=1``) or R5 (``k=5``) value of its listed windows
+    ``preds[q] (n, ≥2)`` against its ground truth ``gts[q] (G, 2)``; 0 for a query without
+    windows (the official code would fail on it).
 
-
-def best_of_k_iou(preds: list[np.ndarray], gts: list[np.ndarray], k: int) -> np.ndarray:
-    """Per query, the official R5 value (``compute_mr_r5``): :func:`cross_iou` of the first ``k``
-    listed windows against every ground-truth window, NaN → 0; the first maximum in row-major
-    (prediction, ground truth) order picks the pair; the value is :func:`paired_iou` of that pair.
-    ``preds[q]`` must hold at least one window."""
-    pred, pred_valid = _stack(preds, k)
-    gt, gt_valid = _stack(gts, max((len(g) for g in gts), default=1))
-    cross = np.nan_to_num(cross_iou(pred, gt), nan=0.0)                    # (Q, k, G)
+    R5 (``compute_mr_r5``): :func:`cross_iou` of the first ``k`` windows × every ground-truth
+    window, NaN → 0; the first maximum in row-major (window, ground truth) order picks the pair;
+    the value is :func:`paired_iou` of that pair. R1 (``compute_mr_r1``) takes ``np.argmax`` of
+    the first window's :func:`cross_iou` without zeroing NaN; the value is the same, because a
+    NaN (0/0) only arises for a window that overlaps no ground truth at all (zero-length or
+    ending before it starts), whose paired IoU is 0 with every ground-truth window."""
+    has = np.array([len(p) > 0 for p in preds], dtype=bool)
+    out = np.zeros(len(preds))
+    if not has.any():
+        return out
+    pred, pred_valid = pad([p[:, :2] for p, h in zip(preds, has) if h], k)
+    gt_list = [g for g, h in zip(gts, has) if h]
+    gt, gt_valid = pad(gt_list, max(len(g) for g in gt_list))
+    cross = np.nan_to_num(cross_iou(pred, gt), nan=0.0)                   # (Q, k, G)
     cross = np.where(pred_valid[:, :, None] & gt_valid[:, None, :], cross, -np.inf)
-    flat = np.argmax(cross.reshape(len(preds), -1), axis=1)
-    pi, gi = np.divmod(flat, gt.shape[1])
-    rows = np.arange(len(preds))
-    return paired_iou(pred[rows, pi], gt[rows, gi])
+    pi, gi = np.divmod(np.argmax(cross.reshape(len(pred), -1), axis=1), gt.shape[1])
+    rows = np.arange(len(pred))
+    out[has] = paired_iou(pred[rows, pi], gt[rows, gi])
+    return out

@@ -4,8 +4,8 @@ Reproduces the official evaluator's numbers (moment_detr ``standalone_eval/eval.
 included, from the semantics written down in ``shared/spec/METRICS.md`` and the official
 arithmetic (``docs/metrics.md``). Moment-retrieval AP is computed for all queries and IoU
 thresholds at once; every sort is stable. R1 uses the official two IoU formulas
-(:mod:`bench.metrics.iou`): the ground-truth window is chosen with ``inter / union``, the
-value compared with θ (``>=``) is ``inter / hull``.
+(:func:`bench.metrics.iou.first_k_iou`): the ground-truth window is chosen with
+``inter / union``, the value compared with θ (``>=``) is ``inter / hull``.
 
 What the official code does with unusual submissions is reproduced here too (the strict
 validation in :mod:`bench.metrics.submission` refuses them first unless ``--lenient``):
@@ -31,7 +31,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from r2bench.bench.metrics.base import MetricResult, pct, per_query_frame, qid_set_error  # noqa: F401 (re-export)
-from r2bench.bench.metrics.iou import cross_iou, top1_iou
+from r2bench.bench.metrics.iou import cross_iou, first_k_iou
+from r2bench.bench.metrics.iou import pad as _pad
 from r2bench.bench.metrics.iou import cross_iou as temporal_iou  # noqa: F401 (the former name)
 from r2bench.datasets.formats.base import Sample
 from r2bench.datasets.formats.qvhighlights import CLIP_SECONDS, NUM_ANNOTATORS
@@ -122,17 +123,6 @@ def collect(submission: list[dict], key: str = "qid", windows: bool = True) -> l
     return list(out.values())
 
 
-def _pad(arrays: list[np.ndarray], width: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
-    """Stack ``(n_i, k)`` arrays into ``(Q, width, k)`` with ``fill`` padding and a validity mask."""
-    k = arrays[0].shape[1]
-    out = np.full((len(arrays), width, k), fill, dtype=float)
-    valid = np.zeros((len(arrays), width), dtype=bool)
-    for q, arr in enumerate(arrays):
-        out[q, :len(arr)] = arr
-        valid[q, :len(arr)] = True
-    return out, valid
-
-
 def _voc_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
     """VOC all-points AP along the last axis: pad [0,p,0]/[0,r,1], right running max, Σ Δr·p."""
     zeros = np.zeros(precision.shape[:-1] + (1,))
@@ -189,17 +179,6 @@ def _mr_ap(gts: list[np.ndarray], preds: list[np.ndarray]) -> np.ndarray:
     return _voc_ap(precision, recall)
 
 
-def first_listed_iou(preds: list[np.ndarray], gts: list[np.ndarray]) -> np.ndarray:
-    """Per query, the official R1 value of its first listed window (:func:`bench.metrics.iou.top1_iou`);
-    0 for a query without windows (the official code would fail on it)."""
-    has = np.array([len(p) > 0 for p in preds], dtype=bool)
-    out = np.zeros(len(preds))
-    if has.any():
-        first = np.array([p[0, :2] for p, h in zip(preds, has) if h])
-        out[has] = top1_iou(first, [g for g, h in zip(gts, has) if h])
-    return out
-
-
 def _moment_retrieval(pairs: list[tuple[_Pred, _Truth]], bounds: tuple[float, float]) -> tuple[dict, dict]:
     """MR-mAP and MR-R1 on the queries that keep ≥1 ground-truth window in ``bounds``, and the
     per-query values: ``ap`` (Q, T) and ``top1_iou`` (Q,), NaN for queries outside the bucket
@@ -230,7 +209,7 @@ def _moment_retrieval(pairs: list[tuple[_Pred, _Truth]], bounds: tuple[float, fl
 
     # R1: the first *listed* window (of the qid's last line) against its best-matching ground truth.
     if gts:
-        top1 = first_listed_iou([p.windows for p in preds], gts)
+        top1 = first_k_iou([p.windows for p in preds], gts, 1)
         r1 = {str(t): pct(np.mean(top1 >= t)) for t in IOU_THRESHOLDS}
         per_iou[keep] = top1
     else:
