@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from r2bench.bench.metrics import grounding, qvhighlights, tvsum, youtube
 from r2bench.bench.metrics.base import MetricResult
-from r2bench.bench.metrics.submission import Metric, load_submission, validate
+from r2bench.bench.metrics.submission import Deviations, Metric, load_submission, validate
 from r2bench.datasets.formats.base import Sample
 
 METRICS: dict[str, Metric] = {}
@@ -34,16 +34,19 @@ register_metric(Metric("tvsum", tvsum.evaluate, key="vid", windows="optional"))
 
 
 def evaluate(metric_name: str, submission: list[dict], ground_truth: list[Sample], *,
-             validate_lines: bool = True) -> MetricResult:
+             validate_lines: bool = True, lenient: bool = False) -> MetricResult:
     """Score ``submission`` (prediction dicts) against ``ground_truth`` with metric ``metric_name``.
 
-    Lines are validated as a file's would be (``<submission>:N`` in errors); ``validate_lines=False``
-    skips that and scores what it is given (e.g. empty window lists, which validation refuses)."""
+    Lines are validated as a file's would be (``<submission>:N`` in errors); ``lenient`` accepts
+    what the official evaluator accepts, with a logged warning per kind of deviation (see
+    :mod:`bench.metrics.submission`); ``validate_lines=False`` skips validation and scores what it
+    is given (e.g. empty window lists, which validation refuses)."""
     metric = get_metric(metric_name)
     if validate_lines:
         submission = validate((("<submission>", i, obj) for i, obj in enumerate(submission, 1)), ground_truth,
-                              metric)
+                              metric, lenient=lenient)
     return metric(submission, ground_truth)
 
 
-__all__ = ["METRICS", "Metric", "MetricResult", "evaluate", "get_metric", "load_submission", "register_metric"]
+__all__ = ["METRICS", "Deviations", "Metric", "MetricResult", "evaluate", "get_metric", "load_submission",
+           "register_metric"]

@@ -1,12 +1,25 @@
-"""Moment retrieval on Charades-STA, TACoS and Ego4D-NLQ, as the UniVTG / R²-Tuning evaluator
-scores them (``shared/spec/METRICS.md``): no length buckets, "full" only.
+"""Moment retrieval on Charades-STA, TACoS and Ego4D-NLQ, as the evaluator that produced the
+paper's Table 2 scores them: R²-Tuning's ``datasets/eval/evaluation.py`` (``vtg_eval``, called by
+``Grounding.evaluate`` in ``datasets/grounding.py`` line 204 for all three datasets), a copy of
+UniVTG's ``eval/eval.py``. No length buckets in ``brief`` ("full" only).
 
-* ``MR-full-R1@t`` (t = 0.3, 0.35, …, 0.95): the **first listed** window against the
-  ground-truth window of highest IoU to it (first on ties); 100 × fraction with IoU ≥ t.
-* ``MR-full-mIoU``: 100 × mean of that top-1 IoU.
-* ``MR-full-R5@t``: the best IoU among the first 5 listed windows against every ground-truth
-  window (NaN IoU → 0).
+* ``MR-full-R1@t`` (t = 0.3, 0.35, …, 0.95): the **first listed** window; the ground-truth
+  window it is compared with is the ``argmax`` of the usual IoU ``inter / (len1 + len2 − inter)``
+  (first on ties), and the value compared with t (``>=``) is the official *paired* IoU
+  ``inter / (max(ends) − min(starts))`` (0 when that is 0), in float64
+  (:mod:`bench.metrics.iou`). 100 × fraction of queries.
+* ``MR-full-mIoU``: 100 × mean of that paired IoU.
+* ``MR-full-R5@t``: among the first 5 listed windows × all ground-truth windows, the first
+  (row-major) pair of highest usual IoU (NaN → 0); its paired IoU is compared with t.
 * ``MR-full-mAP``: as on QVHighlights (the evaluator computes it too).
+
+The two IoU formulas agree in real arithmetic but not always in floating point; a window whose
+IoU is exactly a threshold is decided by the paired one (see ``docs/metrics.md``).
+
+Means run over the qids in order of first appearance in the submission, as the official
+dicts do. A qid on several lines: R1, R5 and mIoU use its last line, mAP pools the first 10
+windows of every line (see :mod:`bench.metrics.qvhighlights`). If the first line has no
+``pred_relevant_windows`` the official evaluator scores nothing: ``brief`` is then empty.
 
 A query without predicted windows (refused when a submission is validated; the official code
 would crash) counts as a miss: IoU 0 for R1, mIoU and R5, and it is skipped in mAP.
@@ -18,7 +31,8 @@ from __future__ import annotations
 import numpy as np
 
 from r2bench.bench.metrics.base import MetricResult, pct, per_query_frame
-from r2bench.bench.metrics.qvhighlights import IOU_THRESHOLDS, MAX_PRED_WINDOWS, _check_qids, _mr_ap, _pad, temporal_iou
+from r2bench.bench.metrics.iou import first_k_iou
+from r2bench.bench.metrics.qvhighlights import IOU_THRESHOLDS, _mr_ap, check_keys, collect, truth_windows
 from r2bench.datasets.formats.base import Sample
 
 R_THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(14))    # 0.3, 0.35, ..., 0.95
@@ -26,37 +40,27 @@ HEADLINE = (0.3, 0.5, 0.7)
 TOP_K = 5
 
 
-def _top_iou(preds: list[np.ndarray], gts: list[np.ndarray], k: int) -> np.ndarray:
-    """Per query, the highest IoU of the first ``k`` listed windows with any ground truth (0 if none)."""
-    gt, gt_valid = _pad(gts, max(len(g) for g in gts), 0.0)
-    width = max(1, max(min(len(p), k) for p in preds))
-    pred = np.full((len(preds), width, 2), np.nan)
-    for q, p in enumerate(preds):
-        pred[q, :min(len(p), k)] = p[:k, :2]
-    iou = np.nan_to_num(temporal_iou(pred, gt), nan=0.0)                 # (Q, k, G); NaN → 0
-    iou = np.where(gt_valid[:, None, :], iou, 0.0)
-    return iou.max(axis=(1, 2))
-
-
 def evaluate(submission: list[dict], ground_truth: list[Sample]) -> MetricResult:
-    _check_qids(submission, [s.qid for s in ground_truth])
+    check_keys(submission, [s.qid for s in ground_truth])
+    all_qids = [s.qid for s in ground_truth]
+    if not submission or "pred_relevant_windows" not in submission[0]:
+        empty = per_query_frame(all_qids, {})
+        return MetricResult(brief={}, per_query=empty, full={"brief": {}, "full": {}})
     by_qid = {s.qid: s for s in ground_truth}
-    qids = [s.qid for s in ground_truth]
-    pred_by_qid = {p["qid"]: np.asarray(p["pred_relevant_windows"], dtype=float).reshape(-1, 3) for p in submission}
-    preds = [pred_by_qid[q] for q in qids]
-    gts = [np.asarray(by_qid[q].windows, dtype=float).reshape(-1, 2) for q in qids]
+    preds = collect(submission)                         # first-appearance order, as the official dicts
+    qids = [p.qid for p in preds]
+    gts = [truth_windows(by_qid[q]) for q in qids]
 
-    top1 = _top_iou(preds, gts, 1)          # first listed vs its best ground truth = max over ground truth
-    top5 = _top_iou(preds, gts, TOP_K)
+    top1 = first_k_iou([p.windows for p in preds], gts, 1)
+    top5 = first_k_iou([p.windows for p in preds], gts, TOP_K)
     r1 = {str(t): pct(np.mean(top1 >= t)) for t in R_THRESHOLDS}
     r5 = {str(t): pct(np.mean(top5 >= t)) for t in R_THRESHOLDS}
     miou = pct(np.mean(top1))
 
-    cut = [p[:MAX_PRED_WINDOWS] for p in preds]
-    has = [len(p) > 0 for p in cut]
+    has = [len(p.pooled) > 0 for p in preds]
     per_ap = np.full((len(qids), len(IOU_THRESHOLDS)), np.nan)
     if any(has):
-        ap = _mr_ap([g for g, h in zip(gts, has) if h], [p for p, h in zip(cut, has) if h])
+        ap = _mr_ap([g for g, h in zip(gts, has) if h], [p.pooled for p, h in zip(preds, has) if h])
         per_ap[np.flatnonzero(has)] = ap
         map_t = ap.mean(axis=0)
     else:
@@ -74,4 +78,5 @@ def evaluate(submission: list[dict], ground_truth: list[Sample]) -> MetricResult
     with np.errstate(invalid="ignore"):
         columns["MR-full-mAP"] = 100.0 * per_ap.mean(axis=1)
     full = {"brief": brief, "full": {"MR-mIoU": miou, "MR-mAP": mr_map, "MR-R1": r1, "MR-R5": r5}}
-    return MetricResult(brief=brief, per_query=per_query_frame(qids, columns), full=full)
+    per_query = per_query_frame(qids, columns).reindex(per_query_frame(all_qids, {}).index)
+    return MetricResult(brief=brief, per_query=per_query, full=full)

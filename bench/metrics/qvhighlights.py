@@ -1,8 +1,21 @@
 """QVHighlights evaluation: moment retrieval (mAP, R1) and highlight detection (mAP, HIT@1).
 
-Reproduces the official evaluator's numbers, quirks included, from the semantics written
-down in ``shared/spec/METRICS.md``. Moment-retrieval AP is computed for all queries and
-IoU thresholds at once; every sort is stable.
+Reproduces the official evaluator's numbers (moment_detr ``standalone_eval/eval.py``), quirks
+included, from the semantics written down in ``shared/spec/METRICS.md`` and the official
+arithmetic (``docs/metrics.md``). Moment-retrieval AP is computed for all queries and IoU
+thresholds at once; every sort is stable. R1 uses the official two IoU formulas
+(:func:`bench.metrics.iou.first_k_iou`): the ground-truth window is chosen with
+``inter / union``, the value compared with θ (``>=``) is ``inter / hull``.
+
+What the official code does with unusual submissions is reproduced here too (the strict
+validation in :mod:`bench.metrics.submission` refuses them first unless ``--lenient``):
+
+* a qid on several lines: mAP pools the first 10 windows of every line (in line order),
+  R1 and highlight detection use the last line (the official ``defaultdict(list)`` and dicts);
+* ``pred_relevant_windows`` / ``pred_saliency_scores`` missing from the **first** line: the
+  official evaluator looks at ``submission[0]`` only and skips moment retrieval / highlight
+  detection for the whole file (their keys are then absent from ``brief``);
+* windows with more than three values: the first three are used.
 
 Per-query values (:func:`evaluate`'s ``per_query``), ×100 and unrounded: ``MR-*-mAP`` the
 query's AP averaged over the 10 IoU thresholds (NaN when the query has no ground-truth window
@@ -18,14 +31,17 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from r2bench.bench.metrics.base import MetricResult, pct, per_query_frame, qid_set_error  # noqa: F401 (re-export)
-from r2bench.core.errors import InputError
+from r2bench.bench.metrics.iou import cross_iou, first_k_iou
+from r2bench.bench.metrics.iou import pad as _pad
+from r2bench.bench.metrics.iou import cross_iou as temporal_iou  # noqa: F401 (the former name)
 from r2bench.datasets.formats.base import Sample
 from r2bench.datasets.formats.qvhighlights import CLIP_SECONDS, NUM_ANNOTATORS
 
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))   # 0.5, 0.55, ..., 0.95
 MAX_PRED_WINDOWS = 10
-# Window-length buckets (lower, upper]; "full" keeps every window of positive length.
-LENGTH_BUCKETS = {"full": (0.0, np.inf), "long": (30.0, 150.0), "middle": (10.0, 30.0), "short": (0.0, 10.0)}
+# Window-length buckets (lower, upper]; "full" applies no filter (the official ``get_data_by_range``
+# returns the data unchanged for [0, 150], standalone_eval/eval.py line 111).
+LENGTH_BUCKETS = {"full": (-np.inf, np.inf), "long": (30.0, 150.0), "middle": (10.0, 30.0), "short": (0.0, 10.0)}
 SALIENCY_LEVELS = {"Fair": 2, "Good": 3, "VeryGood": 4}
 BRIEF_MR_KEYS = {  # brief key -> (bucket, metric, threshold key)
     "MR-full-R1@0.5": ("full", "MR-R1", "0.5"),
@@ -61,31 +77,50 @@ class _Truth:
         scores = np.zeros((s.num_clips, width))
         if s.clip_ids:
             scores[np.asarray(s.clip_ids)] = np.asarray(s.saliency, dtype=float)
-        return cls(s.qid, np.asarray(s.windows, dtype=float).reshape(-1, 2), scores)
+        return cls(s.qid, truth_windows(s), scores)
 
 
-def temporal_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of windows ``a (..., N, 2)`` against ``b (..., M, 2)`` → ``(..., N, M)``.
+def truth_windows(s: Sample) -> np.ndarray:
+    """A sample's ground-truth windows ``(G, 2)`` as the official evaluator reads them: the file's
+    own ``relevant_windows`` (``Sample.raw``), not the reader's copy, which clamps ends that run
+    slightly past the video (the official evaluators never clamp). Falls back to
+    ``Sample.windows`` when the raw object does not hold the same number of windows."""
+    raw = s.raw.get("relevant_windows") if isinstance(s.raw, dict) else None
+    if isinstance(raw, list) and len(raw) == len(s.windows):
+        try:
+            return np.asarray(raw, dtype=float).reshape(-1, 2)
+        except (TypeError, ValueError):
+            pass
+    return np.asarray(s.windows, dtype=float).reshape(-1, 2)
 
-    Same float operations as the official code: inter / (len_a + len_b - inter).
-    """
-    left = np.maximum(a[..., :, None, 0], b[..., None, :, 0])
-    right = np.minimum(a[..., :, None, 1], b[..., None, :, 1])
-    inter = np.clip(right - left, 0, None)
-    union = (a[..., :, None, 1] - a[..., :, None, 0]) + (b[..., None, :, 1] - b[..., None, :, 0]) - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / union
+
+def pred_windows(windows) -> np.ndarray:
+    """``[[start, end, score, ...], ...]`` → ``(n, 3)`` float64 (values after the third ignored)."""
+    return np.asarray([[float(w[0]), float(w[1]), float(w[2])] for w in windows or ()],
+                      dtype=float).reshape(-1, 3)
 
 
-def _pad(arrays: list[np.ndarray], width: int, fill: float) -> tuple[np.ndarray, np.ndarray]:
-    """Stack ``(n_i, k)`` arrays into ``(Q, width, k)`` with ``fill`` padding and a validity mask."""
-    k = arrays[0].shape[1]
-    out = np.full((len(arrays), width, k), fill, dtype=float)
-    valid = np.zeros((len(arrays), width), dtype=bool)
-    for q, arr in enumerate(arrays):
-        out[q, :len(arr)] = arr
-        valid[q, :len(arr)] = True
-    return out, valid
+@dataclass
+class _Pred:
+    """One qid's prediction as the official evaluator sees it (see the module docstring)."""
+
+    qid: int | str
+    windows: np.ndarray           # (n, 3) the last line's windows, in listed order (R1, R5, mIoU)
+    pooled: np.ndarray            # (m, 3) the first 10 windows of every line of this qid (mAP)
+    line: dict                    # the last line (highlight detection)
+
+
+def collect(submission: list[dict], key: str = "qid", windows: bool = True) -> list[_Pred]:
+    """One :class:`_Pred` per ``key``, in order of first appearance (the official dicts' order)."""
+    out: dict = {}
+    for line in submission:
+        w = pred_windows(line.get("pred_relevant_windows")) if windows else np.zeros((0, 3))
+        if line[key] in out:
+            p = out[line[key]]
+            out[line[key]] = _Pred(p.qid, w, np.concatenate([p.pooled, w[:MAX_PRED_WINDOWS]]), line)
+        else:
+            out[line[key]] = _Pred(line[key], w, w[:MAX_PRED_WINDOWS], line)
+    return list(out.values())
 
 
 def _voc_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
@@ -104,6 +139,9 @@ def _mr_ap(gts: list[np.ndarray], preds: list[np.ndarray]) -> np.ndarray:
     first 10); ``gts[q]`` is ``(G, 2)``. Greedy matching walks predictions by descending
     score (stable) and, per prediction, ground truth by descending IoU; among equal IoUs
     the later-listed ground truth comes first, as in the official ``argsort()[::-1]``.
+    A NaN IoU (0/0: a window whose length is minus the ground truth's, only with windows
+    that end before they start) passes every threshold, as in the official ``tiou < t`` test,
+    and sorts first, as NaN sorts last in ``argsort``.
     """
     thr = np.asarray(IOU_THRESHOLDS)
     n_pred = max(len(p) for p in preds)
@@ -114,7 +152,8 @@ def _mr_ap(gts: list[np.ndarray], preds: list[np.ndarray]) -> np.ndarray:
     pred = np.take_along_axis(pred, order[..., None], axis=1)
     pred_valid = np.take_along_axis(pred_valid, order, axis=1)
 
-    iou = temporal_iou(pred[..., :2], gt)                            # (Q, P, G)
+    iou = cross_iou(pred[..., :2], gt)                               # (Q, P, G)
+    iou = np.where(np.isnan(iou), np.inf, iou)                       # NaN: never "< t"
     iou = np.where(pred_valid[:, :, None] & gt_valid[:, None, :], iou, -1.0)
     gt_order = np.argsort(iou, axis=2, kind="stable")[..., ::-1]     # highest IoU first
     iou_sorted = np.take_along_axis(iou, gt_order, axis=2)
@@ -140,7 +179,7 @@ def _mr_ap(gts: list[np.ndarray], preds: list[np.ndarray]) -> np.ndarray:
     return _voc_ap(precision, recall)
 
 
-def _moment_retrieval(pairs: list[tuple[dict, _Truth]], bounds: tuple[float, float]) -> tuple[dict, dict]:
+def _moment_retrieval(pairs: list[tuple[_Pred, _Truth]], bounds: tuple[float, float]) -> tuple[dict, dict]:
     """MR-mAP and MR-R1 on the queries that keep ≥1 ground-truth window in ``bounds``, and the
     per-query values: ``ap`` (Q, T) and ``top1_iou`` (Q,), NaN for queries outside the bucket
     (``ap`` also for queries without predicted windows)."""
@@ -154,13 +193,13 @@ def _moment_retrieval(pairs: list[tuple[dict, _Truth]], bounds: tuple[float, flo
         if len(windows):
             keep.append(q)
             gts.append(windows)
-            preds.append(np.asarray(pred["pred_relevant_windows"], dtype=float).reshape(-1, 3)[:MAX_PRED_WINDOWS])
+            preds.append(pred)
     per_ap = np.full((n_q, n_t), np.nan)
     per_iou = np.full(n_q, np.nan)
 
-    has_pred = [len(p) > 0 for p in preds]
+    has_pred = [len(p.pooled) > 0 for p in preds]
     if any(has_pred):  # queries without predicted windows are skipped in mAP
-        ap = _mr_ap([g for g, h in zip(gts, has_pred) if h], [p for p, h in zip(preds, has_pred) if h])
+        ap = _mr_ap([g for g, h in zip(gts, has_pred) if h], [p.pooled for p, h in zip(preds, has_pred) if h])
         map_t = ap.mean(axis=0)
         per_ap[[q for q, h in zip(keep, has_pred) if h]] = ap
     else:
@@ -168,11 +207,9 @@ def _moment_retrieval(pairs: list[tuple[dict, _Truth]], bounds: tuple[float, flo
     mr_map = {str(t): pct(v) for t, v in zip(IOU_THRESHOLDS, map_t)}
     mr_map["average"] = pct(np.mean(map_t))
 
-    # R1: the first *listed* window against its best-matching ground truth; none → miss.
+    # R1: the first *listed* window (of the qid's last line) against its best-matching ground truth.
     if gts:
-        gt, gt_valid = _pad(gts, max(len(g) for g in gts), 0.0)
-        first = np.array([p[0, :2] if len(p) else (np.nan, np.nan) for p in preds])
-        top1 = np.where(gt_valid, temporal_iou(first[:, None, :], gt)[:, 0, :], -1.0).max(axis=1)
+        top1 = first_k_iou([p.windows for p in preds], gts, 1)
         r1 = {str(t): pct(np.mean(top1 >= t)) for t in IOU_THRESHOLDS}
         per_iou[keep] = top1
     else:
@@ -202,7 +239,7 @@ def _hl_ap(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(n_pos == 0, 0.0, np.where(n_pos == n, 1.0, ap))
 
 
-def _highlight_detection(pairs: list[tuple[dict, _Truth]]) -> tuple[dict, np.ndarray, np.ndarray]:
+def _highlight_detection(pairs: list[tuple[_Pred, _Truth]]) -> tuple[dict, np.ndarray, np.ndarray]:
     """HL-mAP and HL-Hit1 per saliency level (Fair ≥2, Good ≥3, VeryGood ≥4), and the
     per-query AP (Q, levels, annotators) and hits (Q, levels)."""
     levels = np.asarray(list(SALIENCY_LEVELS.values()))
@@ -212,7 +249,7 @@ def _highlight_detection(pairs: list[tuple[dict, _Truth]]) -> tuple[dict, np.nda
         g = gt.scores
         n_clips = len(g)
         positive = g[:, None, :] >= levels[None, :, None]            # (N, L, 3)
-        scores = np.asarray(pred["pred_saliency_scores"], dtype=float)
+        scores = np.asarray(pred.line.get("pred_saliency_scores") or [], dtype=float).reshape(-1)
         if len(scores):  # HIT@1 over the full prediction list; past the last clip → miss
             k = int(np.argmax(scores))
             if k < n_clips:
@@ -225,37 +262,40 @@ def _highlight_detection(pairs: list[tuple[dict, _Truth]]) -> tuple[dict, np.nda
     return result, ap, hit
 
 
-def _check_qids(submission: list[dict], qids: Sequence) -> None:
-    counts: dict = {}
-    for p in submission:
-        counts[p["qid"]] = counts.get(p["qid"], 0) + 1
-    dups = [q for q, n in counts.items() if n > 1]
-    if dups:
-        raise InputError("<submission>", None, "qid", f"expected one prediction per qid, found duplicates: {dups[:5]}")
-    known = set(qids)
-    missing = [q for q in qids if q not in counts]
-    extra = [q for q in counts if q not in known]
+def check_keys(submission: list[dict], keys: Sequence, key: str = "qid") -> None:
+    """The official ``assert pred_qids == gt_qids``: the *sets* must be equal (a key may repeat,
+    see the module docstring; order is free)."""
+    seen = {p[key] for p in submission}
+    known = set(keys)
+    missing = [q for q in keys if q not in seen]
+    extra = list(dict.fromkeys(p[key] for p in submission if p[key] not in known))
     if missing or extra:
-        raise qid_set_error(None, missing, extra)
+        raise qid_set_error(None, missing, extra, key=key)
 
 
 def _evaluate(submission: list[dict], truths: list[_Truth]) -> tuple[dict, dict]:
     """The official nested result and the per-query columns (brief keys) of ``submission``."""
-    _check_qids(submission, [t.qid for t in truths])
+    check_keys(submission, [t.qid for t in truths])
     by_qid = {t.qid: t for t in truths}
-    pairs = [(p, by_qid[p["qid"]]) for p in submission]
+    # The official evaluator decides from the first line alone which tasks to score.
+    with_mr = bool(submission) and "pred_relevant_windows" in submission[0]
+    with_hl = bool(submission) and "pred_saliency_scores" in submission[0]
+    pairs = [(p, by_qid[p.qid]) for p in collect(submission, windows=with_mr)]
 
     mr, per_mr = {}, {}
-    for name, bounds in LENGTH_BUCKETS.items():
-        mr[name], per_mr[name] = _moment_retrieval(pairs, bounds)
-    hl, hl_ap, hl_hit = _highlight_detection(pairs)
-    brief = {key: mr[bucket][metric][thr] for key, (bucket, metric, thr) in BRIEF_MR_KEYS.items()}
+    if with_mr:
+        for name, bounds in LENGTH_BUCKETS.items():
+            mr[name], per_mr[name] = _moment_retrieval(pairs, bounds)
+    hl, hl_ap, hl_hit = _highlight_detection(pairs) if with_hl else ({}, None, None)
+    brief = {key: mr[bucket][metric][thr] for key, (bucket, metric, thr) in BRIEF_MR_KEYS.items() if with_mr}
     for level, values in hl.items():
         brief[f"{level}-mAP"] = values["HL-mAP"]
         brief[f"{level}-Hit1"] = values["HL-Hit1"]
 
     columns: dict[str, np.ndarray] = {}
     for key, (bucket, metric, thr) in BRIEF_MR_KEYS.items():
+        if not with_mr:
+            break
         per = per_mr[bucket]
         if metric == "MR-R1":
             iou = per["top1_iou"]
@@ -265,10 +305,10 @@ def _evaluate(submission: list[dict], truths: list[_Truth]) -> tuple[dict, dict]
                 columns[key] = 100.0 * per["ap"].mean(axis=1)
         else:
             columns[key] = 100.0 * per["ap"][:, IOU_THRESHOLDS.index(float(thr))]
-    for i, level in enumerate(SALIENCY_LEVELS):
+    for i, level in enumerate(SALIENCY_LEVELS if with_hl else ()):
         columns[f"HL-min-{level}-mAP"] = 100.0 * hl_ap[:, i].mean(axis=1)
         columns[f"HL-min-{level}-Hit1"] = 100.0 * hl_hit[:, i]
-    per_query = {"qids": [p["qid"] for p in submission], "columns": {k: columns[k] for k in brief}}
+    per_query = {"qids": [p.qid for p, _ in pairs], "columns": {k: columns[k] for k in brief}}
     return {"brief": brief, **hl, **mr}, per_query
 
 
@@ -289,8 +329,8 @@ def evaluate(submission: list[dict], ground_truth: list[Sample]) -> MetricResult
     return MetricResult(brief=full["brief"], per_query=frame, full=full)
 
 
-def load_submission(path: str | PathLike, ground_truth: Iterable[Sample]) -> list[dict]:
+def load_submission(path: str | PathLike, ground_truth: Iterable[Sample], *, lenient: bool = False) -> list[dict]:
     """Read and validate a QVHighlights prediction file (see :mod:`bench.metrics.submission`)."""
     from r2bench.bench.metrics import METRICS
     from r2bench.bench.metrics.submission import load_submission as load
-    return load(path, list(ground_truth), METRICS["qvhighlights"])
+    return load(path, list(ground_truth), METRICS["qvhighlights"], lenient=lenient)
