@@ -348,12 +348,19 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
 
 @torch.no_grad()
 def predict(model: TransferModel, dataset: VTGDataset, batch_size: int, device: torch.device,
-            amp: bool = True, progress: bool = True) -> tuple[list[dict], float]:
-    """Moment-DETR submission lines for every sample, and the seconds it took."""
+            amp: bool = True, progress: bool = True, alone: bool = True) -> tuple[list[dict], float]:
+    """Moment-DETR submission lines for every sample, and the seconds it took.
+
+    ``alone`` (default): each sample is computed by itself, a batch of one at its own video and
+    query length, as ``bench.predict.Predictor`` answers a query. In a padded batch a sample's
+    floats depend on its batch-mates (their number, the longest query's length) in the last
+    bits, which is enough to swap windows whose scores tie to 1e-6, so the Predictor could not
+    give the suite's lines. ``alone=False``: batches of ``batch_size`` (faster; lines may then
+    differ from the Predictor's among near-tied windows)."""
     model.to(device).eval()
     autocast = autocast_for(device, amp)
     start, lines = time.perf_counter(), []
-    for batch in tqdm(make_loader(dataset, batch_size, shuffle=False, seed=0), desc="evaluating",
+    for batch in tqdm(make_loader(dataset, 1 if alone else batch_size, shuffle=False, seed=0), desc="evaluating",
                       disable=not progress):
         batch = to_device(batch, device)
         with autocast():
