@@ -24,7 +24,7 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock
 from torch import Tensor, nn
 
-from r2bench.methods.checkpoints import check_checkpoint, verify_safetensors
+from r2bench.methods.checkpoints import check_checkpoint, load_weights, verify_safetensors
 from r2bench.methods.hooks import BlockHooks, Taps, TowerContext, overridden
 
 log = logging.getLogger(__name__)
@@ -175,9 +175,10 @@ class Backbone(nn.Module):
         self.weights_path = str(weights) if weights is not None else None
         self.weights_label = RANDOM_INIT if weights is None else f"{Path(weights).name}#{weights_digest(weights)}"
         with _quiet_root_logger():  # open_clip narrates every step on the root logger
-            self.clip = open_clip.create_model(name, pretrained=self.weights_path, device=device,
-                                               **(check_checkpoint(name, weights) if weights is not None else {}))
+            self.clip = open_clip.create_model(name, device=device)
             self.tokenizer = open_clip.get_tokenizer(name)
+        if weights is not None:      # checked above; read once, loaded strictly (one line if it does not fit)
+            load_weights(self.clip, name, weights)
         self.clip.requires_grad_(False)
         visual = self.clip.visual
         self.image_size = int(visual.image_size[0] if isinstance(visual.image_size, tuple) else visual.image_size)
