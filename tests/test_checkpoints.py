@@ -226,3 +226,17 @@ def test_an_openai_archive_is_loaded_once_without_torchs_warnings(openai_tiny, m
         assert warnings.filters[1:] == filters         # only the load silenced them, not this process
     assert len(calls) == 1
     assert [str(w.message) for w in seen if "torch" in str(w.filename) or "open_clip" in str(w.filename)] == []
+
+
+def test_weights_that_do_not_say_their_activation_warn_once_where_openai_released_that_config(
+        tiny_files, monkeypatch, caplog):
+    """ViT-B-32 (OpenAI released weights of it): a file without a word about its activation loads
+    with one warning naming ViT-B-32-quickgelu. Played here on the tiny config."""
+    monkeypatch.setattr(checkpoints, "_openai_release_config",
+                        lambda name: "R2Bench-Tiny-quickgelu" if name == "R2Bench-Tiny" else None)
+    monkeypatch.setattr(checkpoints, "_WARNED", set())
+    with caplog.at_level("WARNING", logger="r2bench.methods.checkpoints"):
+        check_backbone("R2Bench-Tiny", tiny_files["plain"])
+        check_backbone("R2Bench-Tiny", tiny_files["plain"])
+    warned = [r.getMessage() for r in caplog.records if r.name == "r2bench.methods.checkpoints"]
+    assert len(warned) == 1 and "do not say their activation" in warned[0] and "'R2Bench-Tiny-quickgelu'" in warned[0]
