@@ -314,13 +314,12 @@ def _torchscript_tensors(path: Path) -> dict[str, TensorRecord]:
 
 @contextmanager
 def _known_load_warnings_silenced():
-    """The warnings PyTorch prints on every load of files we read on purpose: ``torch.jit.load``'s
-    deprecation notice (OpenAI's release files are TorchScript archives) and ``torch.load``'s
-    "dispatching to torch.jit.load" (open_clip handed an archive). Others still show."""
+    """The warning PyTorch prints on every load of a file we read through ``torch.jit.load`` on
+    purpose: its deprecation notice (OpenAI's release files are TorchScript archives, and
+    ``torch.jit.load`` is their reader). ``torch.load``'s "dispatching to torch.jit.load" no
+    longer arises: archives are never handed to ``torch.load``. Other warnings still show."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`torch\.jit\.load` is deprecated", category=FutureWarning)
-        warnings.filterwarnings("ignore", message=r"'torch\.load' received a zip file that looks like a TorchScript "
-                                                  r"archive", category=UserWarning)
         yield
 
 
