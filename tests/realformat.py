@@ -52,8 +52,6 @@ class QuickGELU(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    attn_mask: Optional[Tensor]
-
     def __init__(self, width: int, heads: int, attn_mask: Optional[Tensor]):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, heads)        # sequence-first, as in the release
@@ -117,11 +115,9 @@ class CLIP(nn.Module):
         for name, value in zip(OPENAI_ATTRIBUTES, (image_size, context_length, vocab_size)):
             self.register_buffer(name, torch.tensor(value))
 
-    @torch.jit.export
     def encode_image(self, image: Tensor) -> Tensor:
         return self.visual(image)
 
-    @torch.jit.export
     def encode_text(self, text: Tensor) -> Tensor:
         dtype = self.visual.conv1.weight.dtype
         x = (self.token_embedding(text) + self.positional_embedding).to(dtype)
@@ -184,12 +180,20 @@ def _release_precision(model: nn.Module) -> None:
 
 
 def openai_torchscript_archive(path: str | Path, config: str = "ViT-B-32-quickgelu", seed: int = 0) -> Path:
-    """Write :func:`openai_clip` as a TorchScript archive (OpenAI's release format) to ``path``."""
+    """Write :func:`openai_clip` to ``path`` as OpenAI's release files are: a TorchScript archive
+    of the model traced through ``forward``, ``encode_image`` and ``encode_text`` (the release's
+    traced graphs, ``forward1`` and all, that ``clip.load(jit=True)`` patches)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    model = openai_clip(config, seed)
+    size, length = int(model.input_resolution), int(model.context_length)
+    image, text = torch.zeros(1, 3, size, size), torch.zeros(1, length, dtype=torch.long)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)   # torch.jit's deprecation notice
-        torch.jit.save(torch.jit.script(openai_clip(config, seed)), str(path))
+        warnings.simplefilter("ignore", FutureWarning)       # torch.jit's deprecation notice
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace_module(model, dict(forward=(image, text), encode_image=(image,), encode_text=(text,)),
+                                        check_trace=False)
+        torch.jit.save(traced, str(path))
     return path
 
 
