@@ -85,7 +85,7 @@ def one_attention_path():
     in the last bits (~3e-6 on the tiny CLIP's tokens). A frozen backbone then gave other
     tokens in ``eval()`` than in ``train()``: the suite fills its feature cache with the model
     in train mode, ``datasets.prepare`` and the Predictor encode in eval mode, and once rounded
-    to fp16 for the cache about one value in a thousand moved by one fp16 step, enough to
+    to fp16 for the cache about 6 values in 10,000 moved by one fp16 step, enough to
     reorder near-tied windows. The flag is PyTorch's own switch; it is restored afterwards."""
     enabled = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
