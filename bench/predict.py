@@ -16,9 +16,11 @@ Command line (one JSON line per query, in the submission format, windows cut to 
     python -m r2bench.bench.predict --checkpoint ckpt.safetensors --method r2_tuning --weights ViT-B-32.pt \\
         --fps 0.5 video.mp4 -q "..."
 
-The answers are the suite's: same frames (decord at the model's frame rate, as
-``datasets.vtg.FrameSource``), the same fp16 rounding of the features where the suite caches
-them (a cacheable model), the same head and decoding (``TransferModel.predict``).
+The answers are the suite's, to the last digit: same frames (decord at the model's frame rate,
+as ``datasets.vtg.FrameSource``), every frame through the image tower in the same chunks and the
+same fp16 rounding of the features where the suite caches them (a cacheable model), each query
+computed alone as the suite's evaluation computes each sample (``bench.train.predict``), the
+same head and decoding (``TransferModel.predict``).
 """
 from __future__ import annotations
 
@@ -120,12 +122,14 @@ class Predictor:
             raise InputError(path, None, "video", "no such video file")
         duration = float(duration if duration is not None else video_duration(path))
         frames = self.backbone.preprocess(read_frames(path, fps, self.backbone.image_size)).cpu()
-        frames = frames[:min(len(frames), num_clips(duration, fps))]
+        n = min(len(frames), num_clips(duration, fps))
         if self.model.cacheable:
-            # the suite reads these from its feature cache, which stores them in fp16
-            tokens = {p: v.to(torch.float16)[None] for p, v in
+            # as the suite's feature cache: every decoded frame encoded (the same chunks of frames
+            # through the image tower), stored in fp16, then cut to the clips the duration holds
+            tokens = {p: v.to(torch.float16)[None, :n] for p, v in
                       encode_frames(self.backbone, frames, self.model.video_taps, self.device).items()}
         else:
+            frames = frames[:n]
             with torch.no_grad(), autocast_for(self.device, self.amp)():
                 tokens = {p: v.cpu() for p, v in self.model.video_layer_tokens(
                     frames[None].to(self.device), torch.ones(1, len(frames), dtype=torch.bool, device=self.device)
@@ -134,12 +138,13 @@ class Predictor:
         return self.video
 
     # ---- any number of queries ----------------------------------------------------------
-    def predict(self, queries: str | list[str], video: EncodedVideo | None = None, batch_size: int = 32
-                ) -> list[dict]:
+    def predict(self, queries: str | list[str], video: EncodedVideo | None = None) -> list[dict]:
         """One line per query (``query``, ``vid``, ``pred_relevant_windows`` ranked
         [start, end, score] in seconds — absent for a highlight-detection-only head — and
         ``pred_saliency_scores`` per frame), answered from the encoded ``video`` (default:
-        the last :meth:`encode_video`)."""
+        the last :meth:`encode_video`). Each query is answered by itself, a batch of one, as
+        the suite's evaluation computes every sample (``bench.train.predict``): in a batch, a
+        query's floats would depend on the other queries' number and lengths."""
         video = video or self.video
         if video is None:
             raise ValueError("no video encoded yet: call encode_video(path) first")
@@ -147,14 +152,12 @@ class Predictor:
         if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
             raise InputError(None, None, "query", f"expected one or more non-empty query strings, got {queries!r}")
         lines = []
-        for start in range(0, len(queries), batch_size):
-            chunk = queries[start:start + batch_size]
-            b, t = len(chunk), video.num_frames
-            batch = dict(video_taps={p: v.expand(b, *v.shape[1:]).to(self.device) for p, v in video.tokens.items()},
-                         video_mask=torch.ones(b, t, dtype=torch.bool, device=self.device),
-                         text_ids=trim_text_ids(self.backbone.tokenize(chunk)).to(self.device),
-                         fps=torch.full((b,), video.fps), duration=torch.full((b,), video.duration),
-                         qid=list(range(start, start + b)), vid=[Path(video.path).stem] * b, query=chunk)
+        taps = {p: v.to(self.device) for p, v in video.tokens.items()}
+        for qid, query in enumerate(queries):
+            batch = dict(video_taps=taps, video_mask=torch.ones(1, video.num_frames, dtype=torch.bool, device=self.device),
+                         text_ids=trim_text_ids(self.backbone.tokenize([query])).to(self.device),
+                         fps=torch.full((1,), video.fps), duration=torch.full((1,), video.duration),
+                         qid=[qid], vid=[Path(video.path).stem], query=[query])
             with torch.no_grad(), autocast_for(self.device, self.amp)():
                 lines += self.model.predict(self.model(batch), batch)
         for line in lines:

@@ -446,13 +446,20 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
 @torch.no_grad()
 def predict(model: TransferModel, dataset: VTGDataset, batch_size: int, device: torch.device,
             amp: bool = True, progress: bool = True, workers: int = 0,
-            unreadable: dict[str, str] | None = None) -> tuple[list[dict], float]:
+            unreadable: dict[str, str] | None = None, alone: bool = True) -> tuple[list[dict], float]:
     """Moment-DETR submission lines for every sample whose video can be read, and the seconds it
-    took; the videos that cannot be read are added to ``unreadable`` ({vid: reason})."""
+    took; the videos that cannot be read are added to ``unreadable`` ({vid: reason}).
+
+    ``alone`` (default): each sample is computed by itself, a batch of one at its own video and
+    query length, as ``bench.predict.Predictor`` answers a query. In a padded batch a sample's
+    floats depend on its batch-mates (their number, the longest query's length) in the last
+    bits, which is enough to swap windows whose scores tie to 1e-6, so the Predictor could not
+    give the suite's lines. ``alone=False``: batches of ``batch_size`` (faster; lines may then
+    differ from the Predictor's among near-tied windows)."""
     model.to(device).eval()
     autocast = autocast_for(device, amp)
     start, lines = time.perf_counter(), []
-    for batch in tqdm(make_loader(dataset, batch_size, shuffle=False, seed=0, workers=workers,
+    for batch in tqdm(make_loader(dataset, 1 if alone else batch_size, shuffle=False, seed=0, workers=workers,
                                   pin_memory=device.type == "cuda"), desc="evaluating", disable=not progress):
         if unreadable is not None:
             unreadable.update(batch.get("unreadable") or {})

@@ -24,7 +24,7 @@ import torch
 from open_clip.transformer import ResidualAttentionBlock
 from torch import Tensor, nn
 
-from r2bench.methods.checkpoints import check_checkpoint, verify_safetensors
+from r2bench.methods.checkpoints import check_checkpoint, load_weights, verify_safetensors
 from r2bench.methods.hooks import BlockHooks, Taps, TowerContext, overridden
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,25 @@ def _quiet_root_logger():
         yield
     finally:
         root.setLevel(level)
+
+
+@contextmanager
+def one_attention_path():
+    """Run ``nn.MultiheadAttention`` by its ordinary path, whatever the module's mode.
+
+    In eval mode without gradient, ``nn.MultiheadAttention`` switches to a fused "fast path"
+    (``torch._native_multi_head_attention``) whose floats differ from the path training takes
+    in the last bits (~3e-6 on the tiny CLIP's tokens). A frozen backbone then gave other
+    tokens in ``eval()`` than in ``train()``: the suite fills its feature cache with the model
+    in train mode, ``datasets.prepare`` and the Predictor encode in eval mode, and once rounded
+    to fp16 for the cache about 6 values in 10,000 moved by one fp16 step, enough to
+    reorder near-tied windows. The flag is PyTorch's own switch; it is restored afterwards."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def trim_text_ids(ids: Tensor) -> Tensor:
@@ -156,9 +175,10 @@ class Backbone(nn.Module):
         self.weights_path = str(weights) if weights is not None else None
         self.weights_label = RANDOM_INIT if weights is None else f"{Path(weights).name}#{weights_digest(weights)}"
         with _quiet_root_logger():  # open_clip narrates every step on the root logger
-            self.clip = open_clip.create_model(name, pretrained=self.weights_path, device=device,
-                                               **(check_checkpoint(name, weights) if weights is not None else {}))
+            self.clip = open_clip.create_model(name, device=device)
             self.tokenizer = open_clip.get_tokenizer(name)
+        if weights is not None:      # checked above; read once, loaded strictly (one line if it does not fit)
+            load_weights(self.clip, name, weights)
         self.clip.requires_grad_(False)
         visual = self.clip.visual
         self.image_size = int(visual.image_size[0] if isinstance(visual.image_size, tuple) else visual.image_size)
@@ -247,21 +267,22 @@ class Backbone(nn.Module):
 
         if -1 in slots.get("block", ()):
             keep("block", -1, x)
-        for i, block in enumerate(blocks[: max(taps.layers) + 1]):
-            if not isinstance(block, ResidualAttentionBlock):
-                if inner or branches:
-                    raise TypeError(f"{type(block).__name__} blocks cannot run in-block hooks or tap "
-                                    f"attention/MLP outputs (only open_clip's ResidualAttentionBlock)")
-                if ctx.tower == "text":
-                    ctx.attn_mask = _causal_mask(x.shape[1], x.device).to(x.dtype)
-                x = block(x, attn_mask=ctx.attn_mask)
-                values = {"block": x}
-            else:
-                values = self._block(i, block, x, hooks, ctx, keep=branches if i in taps.layers else ())
-                x = values["block"]
-            for point in taps.points:
-                if i in slots[point]:
-                    keep(point, i, values[point])
+        with one_attention_path():   # the same floats in train() and eval()
+            for i, block in enumerate(blocks[: max(taps.layers) + 1]):
+                if not isinstance(block, ResidualAttentionBlock):
+                    if inner or branches:
+                        raise TypeError(f"{type(block).__name__} blocks cannot run in-block hooks or tap "
+                                        f"attention/MLP outputs (only open_clip's ResidualAttentionBlock)")
+                    if ctx.tower == "text":
+                        ctx.attn_mask = _causal_mask(x.shape[1], x.device).to(x.dtype)
+                    x = block(x, attn_mask=ctx.attn_mask)
+                    values = {"block": x}
+                else:
+                    values = self._block(i, block, x, hooks, ctx, keep=branches if i in taps.layers else ())
+                    x = values["block"]
+                for point in taps.points:
+                    if i in slots[point]:
+                        keep(point, i, values[point])
         # (N, L, ...) with each layer's tokens contiguous in memory: a consumer that reads one layer
         # at a time (a side network, the head) gets a view, not a copy that autograd would keep
         return {point: out[point].movedim(0, 1) for point in taps.points}

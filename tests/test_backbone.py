@@ -145,3 +145,20 @@ def test_the_embeddings_can_be_tapped_as_layer_minus_one(tiny):
     torch.testing.assert_close(out[:, 0], embeds)
     with pytest.raises(ValueError, match="only the 'block' point"):
         Taps((-1, 0), ("block", "attn"))
+
+
+def test_tokens_are_the_same_in_train_and_eval_mode(tiny):
+    """A frozen backbone's tokens do not depend on the module's mode: nn.MultiheadAttention's
+    eval-mode fast path gave other last bits, and the suite caches features with the model in
+    train mode while datasets.prepare and the Predictor encode in eval mode."""
+    images = torch.randn(5, 3, tiny.image_size, tiny.image_size, generator=torch.Generator().manual_seed(3))
+    ids = trim_text_ids(tiny.tokenize(["a small red circle moving left", "a square"]))
+    outputs = []
+    for train in (True, False):
+        tiny.train(train)
+        with torch.no_grad():
+            outputs.append((tiny.video_tokens(images, tiny.taps(4))["block"], tiny.text_tokens(ids, tiny.taps(4))[0]["block"]))
+    tiny.train(True)
+    (video_a, text_a), (video_b, text_b) = outputs
+    assert torch.equal(video_a, video_b) and torch.equal(text_a, text_b)
+    assert torch.backends.mha.get_fastpath_enabled()          # PyTorch's switch is left as it was

@@ -188,25 +188,21 @@ def _suite_lines(r2_run):
 
 
 def test_predictor_returns_the_suites_windows(env, r2_run, monkeypatch):
-    """The Predictor (video encoded once, every query from it) answers as the suite's evaluation
-    of the same checkpoint did, for every query of two videos."""
+    """The Predictor (video encoded once, every query from it) answers exactly as the suite's
+    evaluation of the same checkpoint did, for every query of every validation video: the
+    same features (the suite cached them with the model in train mode, the Predictor encodes
+    in eval mode) and each query computed alone in both. Many of this model's windows tie to
+    1e-6, so any difference in the last bits would reorder them."""
     from r2bench.bench.predict import Predictor
     predictor = Predictor.from_run(Path(r2_run["predictions"]).parent)
     by_vid = _suite_lines(r2_run)
-    vids = [v for v in by_vid if len(by_vid[v]) > 1][:2]
-    assert vids, "the benchmark should have videos with several queries"
-    for vid in vids:
+    assert any(len(lines) > 1 for lines in by_vid.values()), "the benchmark should have videos with several queries"
+    for vid, suite in by_vid.items():
         predictor.encode_video(env["spec"].video_path(vid))
         with monkeypatch.context() as m:       # answering queries must not run the image tower again
             m.setattr(predictor.backbone, "video_tokens", lambda *a, **k: pytest.fail("video encoded twice"))
-            answers = predictor.predict([line["query"] for line in by_vid[vid]])
-        for ours, suite in zip(answers, by_vid[vid], strict=True):
-            assert ours["query"] == suite["query"] and ours["vid"] == vid
-            assert len(ours["pred_relevant_windows"]) == len(suite["pred_relevant_windows"])
-            assert torch.allclose(torch.tensor(ours["pred_relevant_windows"]),
-                                  torch.tensor(suite["pred_relevant_windows"]), atol=2e-4)
-            assert torch.allclose(torch.tensor(ours["pred_saliency_scores"]),
-                                  torch.tensor(suite["pred_saliency_scores"]), atol=2e-4)
+            answers = predictor.predict([line["query"] for line in suite])
+        assert answers == [{k: v for k, v in line.items() if k != "qid"} for line in suite], vid
 
 
 def test_predict_command_prints_the_top_windows(env, r2_run, capsys):
@@ -217,7 +213,6 @@ def test_predict_command_prints_the_top_windows(env, r2_run, capsys):
     assert rc == 0
     out = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
     assert len(out) == 1 and len(out[0]["pred_relevant_windows"]) == 2
-    assert torch.allclose(torch.tensor(out[0]["pred_relevant_windows"]),
-                          torch.tensor(lines[0]["pred_relevant_windows"][:2]), atol=2e-4)
+    assert out[0]["pred_relevant_windows"] == lines[0]["pred_relevant_windows"][:2]
     assert predict.main([str(env["root"]), "x.mp4", "-q", "a"]) == 2          # not a run folder
     assert "model card" in capsys.readouterr().err
