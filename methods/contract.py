@@ -288,8 +288,12 @@ def check_backbone_gradient(name: str, backbone_state: dict | None = None) -> No
     check = "backbone_gradient"
     model = tiny_model(name, _state(backbone_state)).train()
     seen = {}
+
+    def record(module, inputs, output):     # returns None: the output stays what it was
+        seen.setdefault("requires_grad", output.requires_grad)
+
     last = model.backbone.video_blocks[max(model.video_taps.layers)].mlp   # the backbone calls a block's parts
-    handle = last.register_forward_hook(lambda m, i, o: seen.setdefault("requires_grad", o.requires_grad))
+    handle = last.register_forward_hook(record)
     batch = batch_of(make_items(model))
     try:
         out = model(batch)
