@@ -1,7 +1,8 @@
 """Side4Video (Yao, Wu, Li, "Side4Video: Spatial-Temporal Side Network for Memory-Efficient
 Image-to-Video Transfer Learning", arXiv 2311.15769, 2023; code HJYao00/Side4Video at 5d72352): a
 narrow spatial-temporal side network beside the frozen backbone, fed by every backbone layer
-(METL: no gradient enters CLIP). Not in R²-Tuning's Table 9.
+(METL: no gradient enters CLIP). Not in R²-Tuning's Table 9; written
+first as a plugin (``examples/side4video.py``, checked with ``r2bench check-method``), then moved here.
 
 Configuration, with sources (``Recognition/`` and ``Retrieval/`` are the two folders of the
 release; ``R:model`` = ``Recognition/clip/model.py``, ``V:clip`` = ``Retrieval/modules/module_clip.py``):
@@ -71,7 +72,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from r2bench.methods import HeadConfig, LayerTokens, TransferModel, register
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.head import HeadConfig
+from r2bench.methods.model import LayerTokens, TransferModel
+from r2bench.methods.registry import register
 
 
 @dataclass
@@ -229,7 +233,7 @@ class Side4VideoNetwork(nn.Module):
 
 
 @register("side4video", label="Side4Video", category="METL", config=Side4VideoConfig)
-def build(backbone, cfg: Side4VideoConfig) -> TransferModel:
+def build(backbone: Backbone, cfg: Side4VideoConfig) -> TransferModel:
     if cfg.k != 1:
         raise ValueError(f"Side4Video hands the head one layer (the fused output): k must be 1, got {cfg.k}")
     neck = Side4VideoNetwork(backbone.video_width, backbone.depth, backbone.tokens_per_frame,

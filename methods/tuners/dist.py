@@ -2,7 +2,8 @@
 for Efficient Image-to-Video Transfer Learning", ICCV 2023, arXiv 2309.07911; code
 alibaba-mmai-research/DiST at 4b3a09b): the frozen CLIP is the spatial encoder, a lightweight
 temporal encoder runs beside it, and an integration branch fuses the two at every layer (METL: no
-gradient enters CLIP). Not in R²-Tuning's Table 9.
+gradient enters CLIP). Not in R²-Tuning's Table 9; written
+first as a plugin (``examples/dist.py``, checked with ``r2bench check-method``), then moved here.
 
 Configuration, with sources (``dist.py`` = ``models/module_zoo/branches/dist.py``; the ViT-B
 configs ``configs/projects/dist/{k400,ssv2}/vit-b16-*.yaml``, identical in these keys):
@@ -78,7 +79,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from r2bench.methods import HeadConfig, LayerTokens, TransferModel, register
+from r2bench.methods.backbone import Backbone
+from r2bench.methods.head import HeadConfig
+from r2bench.methods.model import LayerTokens, TransferModel
+from r2bench.methods.registry import register
 
 
 @dataclass
@@ -221,7 +225,7 @@ class DiSTNetwork(nn.Module):
 
 
 @register("dist", label="DiST", category="METL", config=DiSTConfig)
-def build(backbone, cfg: DiSTConfig) -> TransferModel:
+def build(backbone: Backbone, cfg: DiSTConfig) -> TransferModel:
     if cfg.k != 1:
         raise ValueError(f"DiST hands the head one layer (the integration branch's output): k must be 1, got {cfg.k}")
     act = type(backbone.video_blocks[0].mlp.gelu)
