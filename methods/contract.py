@@ -430,8 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run_check(check, args.name)
         results.append(result)
         line = f"  {result.status.upper():4}  {result.name:<21} {result.title} ({result.seconds:.1f} s)"
-        if result.message:
-            line += f"\n        {result.message}"
+        if result.message:   # indented under its check, one line per line of the message
+            line += "".join(f"\n        {text}" for text in result.message.splitlines() if text.strip())
         print(line, file=out, flush=True)
     failed = [r.name for r in results if not r.passed]
     if "meta_build" not in failed:
