@@ -285,6 +285,8 @@ def execute_plan(plan: SuitePlan, args) -> dict[str, str]:
         for spec, ctx, run_id in [p for p in plan.runs if args.fresh or not ledger.done(p[2], version)]:
             execute(spec, ctx, run_id)
         return {}
+    if getattr(args, "experiment", None):
+        write_experiment(plan.out_dir, args)
     names = ", ".join(dict.fromkeys(d.name + (f"/{d.domain}" if getattr(d, "domain", None) else "")
                                     for d, _, _ in plan.targets))
     log.info("suite %s on %s | backbone %s [%s] | device %s", plan.suite.name, names, plan.targets[0][1],
@@ -336,6 +338,18 @@ def execute_plan(plan: SuitePlan, args) -> dict[str, str]:
 
 
 CLAIM_POLL_S = 5.0
+EXPERIMENT_NAME = "experiment.json"
+
+
+def write_experiment(out_dir: Path, args) -> Path:
+    """``experiment.json`` beside the suite's ledger: the experiment file (``--config``), its values,
+    and every setting the command resolved from it and the command line (the command line wins)."""
+    import json
+    keep = ("suite", "dataset", "size", "methods", "seeds", "epochs", "set", "backbone", "weights", "video_dir",
+            "annotations", "data", "plugin", "memory", "infer_timing", "device")
+    resolved = {k: getattr(args, k, None) for k in keep}
+    return atomic_write(out_dir / EXPERIMENT_NAME, json.dumps(dict(experiment=args.experiment, resolved=resolved),
+                                                              indent=1, default=str) + "\n")
 
 
 def render_plan(plan: SuitePlan, args, outcome: dict[str, str]) -> int:
@@ -378,8 +392,23 @@ def figure_sources(args):
                    getattr(args, "annotations", None))
 
 
+def load_plugins(paths) -> list[str]:
+    """Import ``--plugin`` files (their methods register themselves); a bad one is a ``ValueError``."""
+    from r2bench.methods.registry import PluginError, load_plugin
+    names = []
+    for path in paths or []:
+        try:
+            added = load_plugin(path)
+        except PluginError as e:
+            raise ValueError(f"--plugin {e}") from None
+        log.info("plugin %s: %s", path, ", ".join(added) or "registers no method")
+        names += added
+    return names
+
+
 def validate(args) -> torch.device:
     """Every flag checked before anything runs (``ValueError`` naming it); returns the device."""
+    load_plugins(getattr(args, "plugin", None))
     device = resolve_device(args.device)
     for name in ("epochs", "threads", "workers"):
         value = getattr(args, name, None)

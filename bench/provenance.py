@@ -25,13 +25,17 @@ def code_version() -> str:
     """``code-<digest>``: a digest of every ``.py`` file of :data:`CODE_PACKAGES` (named by
     its path inside its package, so a checkout and the wheel built from it agree) — what decides whether a finished run still counts and whether runs may be
     pooled. It is the code, not the commit: a commit that touches only docs or tests keeps the
-    version (and every finished run); an uncommitted edit of the code changes it."""
+    version (and every finished run); an uncommitted edit of the code changes it. Plugin files
+    loaded before the first call (``--plugin``) count as code too."""
     h = hashlib.blake2b(digest_size=6)
     for pkg in CODE_PACKAGES:
         folder = _package_dir(pkg)
         for path in sorted(folder.rglob("*.py")):
             h.update(f"{pkg}/{path.relative_to(folder).as_posix()}".encode())
             h.update(path.read_bytes())
+    from r2bench.methods.registry import PLUGIN_FILES     # a plugin's methods decide numbers too
+    for name, digest in sorted(PLUGIN_FILES.items()):
+        h.update(f"plugin:{Path(name).name}:{digest}".encode())
     return f"code-{h.hexdigest()}"
 
 

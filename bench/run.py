@@ -364,10 +364,14 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
     pred_path = atomic_write(run_dir / f"{data.eval_split}_preds.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
     result = evaluate(data.spec.metric, lines, evaluated)
     per_query_path = atomic_write(run_dir / "per_query.csv", result.per_query.to_csv())
-    split_predictions = {}
+    split_predictions, split_per_query, metrics = {}, {}, dict(result.brief)
     for split in spec.predict_splits:     # every query of the split, as a submission must have
         extra, _ = predict(model, items(available(split)), cfg.eval_batch_size, device, cfg.amp,
                            progress=ctx.progress, workers=workers, unreadable=unreadable)
+        if named[split] and all(s.windows or s.saliency for s in named[split]):   # its ground truth is given
+            scored = evaluate(data.spec.metric, extra, available(split))
+            metrics.update({f"{split}:{k}": v for k, v in scored.brief.items()})
+            split_per_query[split] = str(atomic_write(run_dir / f"{split}_per_query.csv", scored.per_query.to_csv()))
         done = {line["qid"] for line in extra}
         extra += [empty_prediction(s) for s in named[split] if s.qid not in done]
         order = {s.qid: i for i, s in enumerate(named[split])}
@@ -381,10 +385,11 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
         log.warning("%s: %d video(s) missing and %d unreadable; skipped queries: %s", run_id, len(missing),
                     len(unreadable), ", ".join(f"{k} {v}" for k, v in videos["skipped_queries"].items()))
     files = {"checkpoint": run_dir / CHECKPOINT_FILE, "predictions": pred_path, "per_query": per_query_path,
-             **{f"{split}_predictions": Path(path) for split, path in split_predictions.items()}}
+             **{f"{split}_predictions": Path(path) for split, path in split_predictions.items()},
+             **{f"{split}_per_query": Path(path) for split, path in split_per_query.items()}}
     return dict(resumed_from_epoch=stats["resumed_from_epoch"], processes=world.size, truncated_queries=truncated,
-                params_run=count_params(model), metrics=result.brief, predictions=str(pred_path),
-                per_query=str(per_query_path), split_predictions=split_predictions,
+                params_run=count_params(model), metrics=metrics, predictions=str(pred_path),
+                per_query=str(per_query_path), split_predictions=split_predictions, split_per_query=split_per_query,
                 files={name: file_digest(path, relative_to=ctx.out_dir) for name, path in files.items()},
                 train_videos_per_s=round(stats["videos"] / stats["seconds"], 2), input=source,
                 eval_queries_per_s=round(len(lines) / eval_seconds, 2) if eval_seconds else None, **timing,

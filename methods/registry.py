@@ -101,6 +101,9 @@ def _forget(names: list[str]) -> None:
         REGISTRY.pop(name, None)
 
 
+PLUGIN_FILES: dict[str, str] = {}     # plugin files loaded in this process -> digest of their bytes
+
+
 def load_plugin(path: str | Path) -> list[str]:
     """Import the Python file ``path`` as a plugin; its methods register themselves with
     :func:`register` (``from r2bench.methods import register``). Returns the names it added,
@@ -131,6 +134,7 @@ def load_plugin(path: str | Path) -> list[str]:
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
         raise PluginError(f"{path}: {type(e).__name__}: {e}") from e
+    PLUGIN_FILES[str(resolved)] = hashlib.blake2b(resolved.read_bytes(), digest_size=8).hexdigest()
     return [n for n in REGISTRY if n not in before]
 
 

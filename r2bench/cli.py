@@ -69,6 +69,9 @@ def build_run_parser(prog: str = "r2bench run") -> argparse.ArgumentParser:
                                        "video_dir and optional annotations")
     p.add_argument("--annotations", help="folder of the dataset's annotation JSONL files "
                                          "(default: ../shared/data/annotations/<dataset>)")
+    p.add_argument("--test-annotations", metavar="FILE",
+                   help="table1: QVHighlights' released test ground truth; the test split is then scored locally "
+                        "with the official metrics (the submission file is still written)")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override the dataset's preset, e.g. train.lr=1e-4 head.dropout=0.3")
     p.add_argument("--backbone", help="open_clip model name (default: R2Bench-Tiny on synthetic, else ViT-B-32)")
@@ -102,6 +105,9 @@ def build_run_parser(prog: str = "r2bench run") -> argparse.ArgumentParser:
                         "queries are skipped, and every record and table says so)")
     p.add_argument("--follow-symlinks", action="store_true",
                    help="let video files be symbolic links that lead out of --video-dir (refused by default)")
+    p.add_argument("--config", metavar="EXP.toml",
+                   help="an experiment file: these options as TOML keys and a [set] table; the command line wins "
+                        "(its resolved settings are stored with the results, experiment.json)")
     p.add_argument("--plugin", action="append", default=[], metavar="FILE",
                    help="a Python file whose methods register themselves (@register); repeatable. "
                         "Installed packages add methods through the entry-point group r2bench.methods")
@@ -117,14 +123,86 @@ def build_run_parser(prog: str = "r2bench run") -> argparse.ArgumentParser:
     return p
 
 
+def read_experiment(path: str | Path, parser: argparse.ArgumentParser) -> tuple[dict, list[str]]:
+    """An experiment file (TOML): settings of ``r2bench run`` as a small diff over the defaults,
+    with the option names as keys (``suite``, ``methods``, ``seeds``, ``size``, ``dataset``,
+    ``epochs`` …; dashes or underscores) and a ``[set]`` table of ``KEY = VALUE`` preset overrides.
+    Returns (option defaults, --set items); a key that is no option is an ``InputError``."""
+    import tomllib
+    from r2bench.core.errors import InputError
+    path = Path(path)
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as e:
+        raise InputError(path, None, "config", f"cannot read the experiment file ({e.strerror or e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(path, None, "config", f"not valid TOML ({e})") from None
+    options = {a.dest: a for a in parser._actions if a.dest not in ("help", "config")}
+    defaults, sets = {}, []
+    for key, value in table.items():
+        if key == "set":
+            if not isinstance(value, dict):
+                raise InputError(path, None, "set", "expected a table: [set] then KEY = VALUE lines, e.g. "
+                                                    '"train.lr" = 1e-3')
+            sets += [f"{k}={_toml_text(v)}" for k, v in _flatten(value).items()]
+            continue
+        dest = key.replace("-", "_")
+        if dest not in options:
+            raise InputError(path, None, key, f"not an option of r2bench run (known: set, "
+                                              f"{', '.join(sorted(options))})")
+        action = options[dest]
+        if action.nargs in ("+", "*") and not isinstance(value, list):
+            value = [value]
+        if action.type is not None and not isinstance(action, argparse.BooleanOptionalAction):
+            try:
+                value = [action.type(v) for v in value] if isinstance(value, list) else action.type(value)
+            except (TypeError, ValueError):
+                raise InputError(path, None, key, f"expected {getattr(action.type, '__name__', 'a value')}, "
+                                                  f"got {value!r}") from None
+        if action.choices is not None and value not in action.choices:
+            raise InputError(path, None, key, f"expected one of {', '.join(map(str, action.choices))}, got {value!r}")
+        defaults[dest] = value
+    return defaults, sets
+
+
+def _flatten(table: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1e-3}}`` and ``{"train.lr": 1e-3}`` alike → ``{"train.lr": 1e-3}``."""
+    out = {}
+    for k, v in table.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, dict) else {key: v})
+    return out
+
+
+def _toml_text(value) -> str:
+    import json
+    return json.dumps(value) if not isinstance(value, str) else value
+
+
 def parse_run_args(argv: list[str] | None = None, prog: str = "r2bench run") -> argparse.Namespace:
     p = build_run_parser(prog)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    known, _ = pre.parse_known_args(argv)
+    file_sets: list[str] = []
+    experiment = None
+    if known.config:
+        from r2bench.core.errors import InputError
+        try:
+            defaults, file_sets = read_experiment(known.config, p)
+        except InputError as e:
+            p.error(str(e))
+        p.set_defaults(**defaults)
+        experiment = dict(file=str(Path(known.config).resolve()), values=defaults, set=file_sets)
     args = p.parse_args(argv)
+    args.set = [*file_sets, *args.set]           # the command line's --set wins (applied last)
+    args.experiment = experiment
     if args.suite is None and not args.report:
         args.suite = "table9"
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be at least 1, got {args.threads}")
-    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.argv = argv
     return args
 
 

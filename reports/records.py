@@ -146,13 +146,21 @@ def _read_per_query(path: str, mtime: float) -> pd.DataFrame:
     return frame.set_index("qid")
 
 
-def per_query(record: dict) -> pd.DataFrame | None:
-    """The run's per-query metric values (index qid as text), or None when it has none. A file
-    that no longer matches the digest in its record is refused (``InputError`` naming it)."""
-    path = per_query_path(record)
+def per_query(record: dict, split: str | None = None) -> pd.DataFrame | None:
+    """The run's per-query metric values (index qid as text), or None when it has none; ``split``:
+    those of a split it predicted besides its evaluation split (``split_per_query``, e.g. the
+    QVHighlights test split scored with its released ground truth). A file that no longer
+    matches the digest in its record is refused (``InputError`` naming it)."""
+    if split is not None:
+        path = resolve(record, (record.get("split_per_query") or {}).get(split))
+        if path is None or not path.is_file():
+            return None
+        name = f"{split}_per_query"
+    else:
+        path, name = per_query_path(record), "per_query"
     if path is None:
         return None
-    problem = damaged(record, "per_query")
+    problem = damaged(record, name)
     if problem:
         raise InputError(path, None, None, f"refused: {problem}; re-run {record['run_id']} (r2bench run ... --fresh "
                                            f"--run-id {record['run_id']})")

@@ -158,7 +158,11 @@ def test_table1_writes_the_test_split_submission_in_the_official_format(tmp_path
     rec["split_predictions"] = {"test": str(test_preds)}
     sd.write()
     written = dataset_tables.write_submissions(sd.records, tmp_path / "out")
-    assert sorted(p.name for p in written) == ["hl_test_submission.jsonl", "hl_val_submission.jsonl"]
+    assert sorted(p.name for p in written) == ["hl_test_submission.jsonl", "hl_val_submission.jsonl", "submission.zip"]
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "out" / "submission.zip") as z:   # what the evaluation server took
+        assert sorted(z.namelist()) == ["hl_test_submission.jsonl", "hl_val_submission.jsonl"]
+        assert z.read("hl_test_submission.jsonl") == (tmp_path / "out" / "hl_test_submission.jsonl").read_bytes()
     got = json.loads((tmp_path / "out" / "hl_test_submission.jsonl").read_text())
     assert list(got) == list(dataset_tables.SUBMISSION_KEYS) and got["qid"] == 7
     test_preds.write_text(json.dumps({k: v for k, v in line.items() if k != "pred_saliency_scores"}) + "\n")

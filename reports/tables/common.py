@@ -215,18 +215,20 @@ def pool(records: list[dict], layout: Layout, where: str = "") -> dict[str, list
 def _per_query_matrix(runs: list[dict], key: str) -> tuple[pd.DataFrame | None, str]:
     """(qid × seed matrix of ``key``, "") or (None, why not)."""
     frames = {}
+    split, sep, _ = key.partition(":")          # "test:MR-full-mAP": the test split's per-query values
     for r in runs:
         try:
-            frame = rec.per_query(r)
+            frame = rec.per_query(r, split if sep else None)
         except InputError as e:
             if "refused:" not in e.message:
                 raise
             return None, f"{REFUSED}: {e}"
         if frame is None:
             return None, "no per-query values: no interval, no test"
-        if key not in frame.columns:
+        column = key.partition(":")[2] if sep else key
+        if column not in frame.columns:
             return None, f"per-query file has no {key}: no interval, no test"
-        frames[r.get("seed")] = frame
+        frames[r.get("seed")] = frame.rename(columns={column: key}) if sep else frame
     try:
         return stats.per_query_matrix(frames, key), ""
     except ValueError as e:
@@ -341,7 +343,9 @@ def _blocks(layout: Layout, records: list[dict]) -> tuple[list[Block], list[str]
     blocks, taken = [], set()
     for group, wanted in layout.roles.items():
         columns = tuple(c for c in layout.columns if c.group == group)
-        mine = [d for d in datasets if (not wanted or d in wanted) and d not in taken]
+        # a group that names its datasets shows them (two groups may name one: val and test columns);
+        # a group open to any dataset takes those no group has taken
+        mine = [d for d in datasets if (d in wanted) or (not wanted and d not in taken)]
         taken.update(mine)
         if not mine:
             blocks.append(Block(group, None, columns))

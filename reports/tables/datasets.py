@@ -107,9 +107,14 @@ def _paper_text(res: RowResult, column: str) -> str:
 
 
 
-def qvhighlights_columns(group: str, paper: bool) -> tuple[Column, ...]:
-    """Table 1's columns (MR R1, mAP@0.5/0.75/avg, HD mAP and HIT@1, params)."""
-    return _t1_columns(group, paper)
+def qvhighlights_columns(group: str, paper: bool, split: str | None = None) -> tuple[Column, ...]:
+    """Table 1's columns (MR R1, mAP@0.5/0.75/avg, HD mAP and HIT@1, params); ``split``: the
+    metrics of that predicted split (``test:MR-full-mAP`` …: the test split scored with its
+    released ground truth), without the params column."""
+    columns = _t1_columns(group, paper)
+    if split is None:
+        return columns
+    return tuple(replace(c, key=f"{split}:{c.key}") for c in columns if c.kind == "metric")
 
 
 def moment_retrieval_columns(group: str, paper_prefix: str | None) -> tuple[Column, ...]:
@@ -325,4 +330,22 @@ def write_submissions(records: list[dict], out_dir: str | Path) -> list[Path]:
                 lines.append(json.dumps({k: obj[k] for k in SUBMISSION_KEYS}))
             written.append(atomic_write(out_dir / f"{prefix}hl_{split}_submission.jsonl",
                                         "".join(s + "\n" for s in lines)))
+        pair = [p for p in written if p.name in (f"{prefix}hl_val_submission.jsonl", f"{prefix}hl_test_submission.jsonl")]
+        if len(pair) == 2:
+            written.append(atomic_write(out_dir / f"{prefix}submission.zip", submission_zip(pair)))
     return written
+
+
+def submission_zip(files: list[Path]) -> bytes:
+    """The archive the QVHighlights evaluation server took: ``hl_val_submission.jsonl`` and
+    ``hl_test_submission.jsonl`` at its root (deflated, fixed timestamps: the same files give the
+    same bytes)."""
+    import io
+    import zipfile
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(files, key=lambda p: p.name):
+            info = zipfile.ZipInfo(path.name[path.name.index("hl_"):], date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, path.read_bytes())
+    return buffer.getvalue()
