@@ -443,11 +443,11 @@ def run_command(args) -> int:
         names = list(ALL_SUITES) if args.suite == ALL else [args.suite] if args.suite else []
         plans = [plan_suite(get_suite(name), args, device) for name in names]
     except (InputError, BackboneError, ValueError, KeyError) as e:  # nothing has run yet: say what is wrong, stop
-        log.error("error: %s", str(e).strip("'\""))
+        log.error("error: %s", e.args[0] if isinstance(e, KeyError) and e.args else e)
         return 2
     from r2bench.bench.distributed import World
     if plans and World.current().main:
-        for root in dict.fromkeys([*(p.out_dir for p in plans), cache_dir()]):
+        for root in (args.out, cache_dir()):
             clean_orphans(root)          # temp files and folders of this machine's writers that were killed
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     codes = []

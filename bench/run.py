@@ -380,7 +380,7 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
                                                     "".join(json.dumps(line) + "\n" for line in extra)))
     timing = _infer_timing(model, evaluated, frames, tokenize, data, cfg, device, ctx.infer_timing)
     resume.path.unlink(missing_ok=True)      # the run is complete: its epoch checkpoint is not needed
-    videos = _video_report(named, missing, unreadable)
+    videos = _video_report(named, missing, unreadable, data.eval_split)
     if videos:
         log.warning("%s: %d video(s) missing and %d unreadable; skipped queries: %s", run_id, len(missing),
                     len(unreadable), ", ".join(f"{k} {v}" for k, v in videos["skipped_queries"].items()))
@@ -397,7 +397,7 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
                 n_train=len(train_samples), n_eval=len(evaluated), videos=videos)
 
 
-def _video_report(named: dict, missing: dict, unreadable: dict) -> dict | None:
+def _video_report(named: dict, missing: dict, unreadable: dict, eval_split: str) -> dict | None:
     """What the record says of videos that could not be used: counts, skipped queries per split
     (in the test split they get empty predictions instead), the first few with their reasons."""
     if not missing and not unreadable:
@@ -405,7 +405,7 @@ def _video_report(named: dict, missing: dict, unreadable: dict) -> dict | None:
     bad = {**missing, **unreadable}
     skipped = {split: sum(s.vid in bad for s in samples) for split, samples in named.items()}
     examples = [dict(vid=v, reason=r) for v, r in list(bad.items())[:20]]
-    return dict(missing=len(missing), unreadable=len(unreadable), skipped_queries=skipped,
+    return dict(missing=len(missing), unreadable=len(unreadable), skipped_queries=skipped, eval_split=eval_split,
                 queries={split: len(samples) for split, samples in named.items()}, examples=examples)
 
 

@@ -237,7 +237,12 @@ def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.Pa
                          feature_key(backbone, spec.fps, taps, layout))
     report = Report(dataset=dataset, annotations=str(annotations), video_dir=str(video_dir), cache_dir=str(cache.dir),
                     key=cache.key, layout=layout, videos=len(per_video))
-    report_path = Path(report_path) if report_path else cache.dir / f"prepare-{dataset}-{Path(annotations).stem}.json"
+    stem = f"prepare-{dataset}-{Path(annotations).stem}"
+    now = time.time()
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now * 1e6) % 1_000_000:06d}Z"
+    # one report per invocation (a re-run never overwrites an earlier one), and a running summary
+    report_path = Path(report_path) if report_path else cache.dir / f"{stem}-{stamp}-{os.getpid()}.json"
+    summary_path = cache.dir / f"{stem}-summary.json"
     start = time.perf_counter()
     try:
         todo: list[_Job] = []
@@ -274,7 +279,27 @@ def prepare(dataset: str, annotations: str | os.PathLike, video_dir: str | os.Pa
     finally:
         report.seconds = round(time.perf_counter() - start, 2)
         atomic_write(report_path, json.dumps(report.as_dict(), indent=2) + "\n")
+        write_summary(summary_path, report, report_path, stamp)
     return report, report_path
+
+
+def write_summary(path: Path, report: Report, report_path: Path, stamp: str) -> Path:
+    """Update the running summary of every ``prepare`` of one annotation file into one cache:
+    videos cached now, prepared in all, the skipped videos of the latest invocation, and one line
+    per invocation (with its own report's file)."""
+    try:
+        summary = json.loads(path.read_text())
+        assert isinstance(summary.get("invocations"), list)
+    except (OSError, ValueError, AssertionError):
+        summary = dict(invocations=[])
+    summary["invocations"].append(dict(started=stamp, report=report_path.name, status=report.status,
+                                       prepared=report.prepared, already_cached=report.already_cached,
+                                       skipped=len(report.skipped), seconds=report.seconds))
+    summary.update(dataset=report.dataset, annotations=report.annotations, video_dir=report.video_dir,
+                   key=report.key, videos=report.videos, cached=report.prepared + report.already_cached,
+                   prepared_in_all=sum(i["prepared"] for i in summary["invocations"]),
+                   skipped_now=report.skipped)
+    return atomic_write(path, json.dumps(summary, indent=2) + "\n")
 
 
 # --------------------------------------------------------------------------- command line
@@ -355,4 +380,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import sys as _sys
+
+    from r2bench.core.errors import guarded
+    _sys.exit(guarded(main))

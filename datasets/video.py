@@ -4,6 +4,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sys
+import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from os import PathLike
 from pathlib import Path
@@ -23,13 +26,36 @@ def _open(path: str | PathLike):
     if not path.is_file():
         raise InputError(path, None, "video", "file not found" if not path.exists() else "not a regular file")
     try:
-        reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-        n_frames, fps = len(reader), float(reader.get_avg_fps())
+        with native_stderr_captured():     # decord/ffmpeg print "ERROR opening ..." straight to fd 2
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+            n_frames, fps = len(reader), float(reader.get_avg_fps())
     except Exception as exc:  # decord raises bare DECORDError/RuntimeError for any decoding problem
         raise InputError(path, None, "video", f"cannot decode video ({type(exc).__name__}: {_first_line(exc)})") from exc
     if n_frames <= 0 or not math.isfinite(fps) or fps <= 0:
         raise InputError(path, None, "video", f"no decodable frames (frames={n_frames}, fps={fps})")
     return reader, n_frames, fps
+
+
+@contextmanager
+def native_stderr_captured():
+    """Hold back what C and C++ code (decord, ffmpeg) writes straight to file descriptor 2 while
+    a video is opened: its failure is reported once, as an ``InputError`` naming the file, and its
+    log lines would only repeat it. What is held back is dropped; Python's own stderr is flushed first."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):       # no real stderr (embedded, pytest capture): nothing to hide
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 SAMPLE_BYTES = 1 << 14

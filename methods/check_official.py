@@ -264,4 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    import sys as _sys
+
+    from r2bench.core.errors import guarded
+    _sys.exit(guarded(main))

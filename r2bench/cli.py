@@ -42,7 +42,9 @@ def _drop_library_chatter(record: logging.LogRecord) -> bool:
 
 def configure_logging(quiet: bool = False) -> None:
     """Log lines (progress, notes, warnings) go to stderr; results (tables, JSON) to stdout."""
+    from r2bench.core.errors import warnings_to_log
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    warnings_to_log()
     root = logging.getLogger()
     if _drop_library_chatter not in root.filters:
         root.addFilter(_drop_library_chatter)
@@ -214,8 +216,9 @@ def run_main(argv: list[str] | None = None, prog: str = "r2bench run") -> int:
     configure_logging(args.quiet)
     from r2bench.bench.orchestrate import run_command
     from r2bench.bench.threads import apply
+    from r2bench.core.errors import guarded
     apply(args.threads)
-    return run_command(args)
+    return guarded(run_command, args, named={"the output folder, --out": str(args.out)})
 
 
 # --------------------------------------------------------------------------- the other commands
@@ -251,10 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     if command == "run":
         return run_main(rest)
     configure_early(threads_from_argv(rest))
+    configure_logging()
+    from r2bench.core.errors import guarded
     module = {"prepare": "r2bench.datasets.prepare", "evaluate": "r2bench.bench.evaluate",
               "predict": "r2bench.bench.predict", "report": "r2bench.reports.__main__",
               "check-method": "r2bench.methods.contract"}[command]
-    return _delegate(module, rest, f"r2bench {command}")
+    return guarded(_delegate, module, rest, f"r2bench {command}")
 
 
 if __name__ == "__main__":

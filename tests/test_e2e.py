@@ -112,18 +112,15 @@ def _bad_dataset(tmp_path):
     return ann, tmp_path / "videos"
 
 
-def test_a_failing_run_is_recorded_with_its_reason_and_the_suite_goes_on(tmp_path, monkeypatch):
+def test_a_bad_annotation_line_is_refused_before_any_run_naming_file_and_line(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path / "cache"))
     ann, videos = _bad_dataset(tmp_path)
-    cli.run_main(["--suite", "table9", "--dataset", "qvhighlights", "--annotations", str(ann), "--video-dir",
-                  str(videos), "--backbone", "R2Bench-Tiny", "--out", str(tmp_path / "out"), "--quiet",
-                  "--methods", "frozen", "r2_tuning"])   # two rows suffice; every registered row would be slow
-    records = Ledger(tmp_path / "out" / "table9").records()
-    assert [r["method"] for r in records] == ["frozen", "r2_tuning"]       # both attempted
-    for r in records:
-        assert r["status"] == "failed"
-        assert "highlight_train_release.jsonl:2" in r["error"]
-    assert (tmp_path / "out" / "table9" / "table9.md").is_file()
+    code = cli.run_main(["--suite", "table9", "--dataset", "qvhighlights", "--annotations", str(ann), "--video-dir",
+                         str(videos), "--backbone", "R2Bench-Tiny", "--out", str(tmp_path / "out"), "--quiet",
+                         "--methods", "frozen", "r2_tuning"])
+    assert code == 2                                      # every annotation line is read when the suite is planned
+    assert "highlight_train_release.jsonl:2" in caplog.text and "Traceback" not in caplog.text
+    assert not (tmp_path / "out" / "table9" / "ledger.jsonl").exists()      # nothing ran
 
 
 def test_an_interrupted_suite_resumes_without_redoing_finished_runs(tmp_path, monkeypatch):

@@ -67,15 +67,21 @@ def test_interrupted_preparation_resumes_where_it_stopped(folder, backbone, tmp_
     counting(monkeypatch, fail_after=2)
     with pytest.raises(KeyboardInterrupt):
         run(folder, backbone, cache)
-    reports = list(cache.glob("*/prepare-synthetic-with_missing.json"))
+    reports = list(cache.glob("*/prepare-synthetic-with_missing-2*.json"))
     assert len(reports) == 1 and json.loads(reports[0].read_text())["status"] == "interrupted"
+    first_report = reports[0].read_text()
     assert len(list(cache.glob("*/*.safetensors"))) == 2
 
     calls = counting(monkeypatch)
     report, path = run(folder, backbone, cache)
     assert len(calls) == 2 and calls == [4, 4]          # only the two videos not cached yet; 8 s at 0.5 fps
     assert (report.videos, report.already_cached, report.prepared) == (6, 2, 2)
-    assert report.status == "incomplete" and path == reports[0]
+    assert report.status == "incomplete" and path != reports[0]
+    assert reports[0].read_text() == first_report          # a re-run never overwrites an earlier report
+    summary = json.loads(next(cache.glob("*/prepare-synthetic-with_missing-summary.json")).read_text())
+    assert [i["status"] for i in summary["invocations"]] == ["interrupted", "incomplete"]
+    assert summary["cached"] == 4 and summary["prepared_in_all"] == 4 and summary["videos"] == 6
+    assert {s["vid"] for s in summary["skipped_now"]} == {"gone", "broken"}
     skipped = {s["vid"]: s["reason"] for s in report.skipped}
     assert set(skipped) == {"gone", "broken"}
     assert "not found" in skipped["gone"] and "cannot decode" in skipped["broken"]

@@ -156,10 +156,10 @@ def test_same_seed_same_metrics_across_fresh_caches(env, tmp_path, monkeypatch):
     pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(torch.cuda.is_available(),
                                                                                    reason="has CUDA")),
     (["--backbone", "roberta-ViT-B-32"], "Hugging Face hub"),
-    (["--methods", "frozn"], "not a row of suite table9"),
-    (["--epochs", "0"], "epochs must be an integer ≥ 1"),
-    (["--epochs", "-3"], "epochs must be an integer ≥ 1"),
-    (["--launcher", "slurm", "--time", "0"], "--time and --max-parallel must be at least 1"),
+    (["--methods", "frozn"], "--methods frozn: no such method"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--epochs", "-3"], "--epochs must be at least 1"),
+    (["--launcher", "slurm", "--time", "0"], "--time, --mem-gb and --max-parallel must be at least 1"),
 ])
 def test_bad_settings_exit_2_with_a_message_and_no_traceback(env, tmp_path, caplog, argv, message):
     assert cli.run_main(env["argv"](tmp_path / "out", *argv)) == 2
@@ -245,7 +245,7 @@ def test_job_commands_carry_the_suite_options_but_not_the_launcher_ones():
     assert job_argv(argv, "table9-x", "table9") == ["--seeds", "0", "1", "--epochs", "3", "--set", "train.lr=1e-4",
                                                     "--suite", "table9", "--run-id", "table9-x", "--launcher", "inline"]
     cmd = job_command(argv, "table9-x", "table9", gpus=2)
-    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] and "bench.ddp" in cmd
+    assert cmd[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"] and "r2bench.bench.ddp" in cmd
 
 
 def test_thread_settings_default_to_the_cores_and_a_passive_wait_and_yield_to_the_user():

@@ -227,6 +227,10 @@ class TapCache:
     def stats(self) -> CacheStats:
         return self.exact.stats
 
+    def path_for(self, vid: str) -> Path:
+        """The file of ``vid`` in the run's own cache (it may not exist)."""
+        return self.exact.path_for(vid)
+
     def complete(self, vid: str, source: str | None = None) -> bool:
         return self.exact.complete(vid, source) or any(c.complete(vid, source) for c, _ in self.wider)
 

@@ -95,6 +95,8 @@ def iter_jsonl(path: str | PathLike) -> Iterator[tuple[int, dict]]:
         data = Path(path).read_bytes()
     except OSError as e:
         raise InputError(path, None, None, f"cannot read file: {e.strerror or e}") from None
+    if data.startswith(b"\xef\xbb\xbf"):      # a UTF-8 byte-order mark (Windows editors write one): not text
+        data = data[3:]
     for line_no, raw in enumerate(data.splitlines(), 1):
         if not raw.strip():
             continue

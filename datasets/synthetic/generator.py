@@ -363,12 +363,30 @@ def _write_video(path: Path, frames: np.ndarray, fps: float) -> None:
         str(path), (frames.shape[2], frames.shape[1]), fps=fps, codec="libx264", pix_fmt_in="rgb24",
         pix_fmt_out="yuv420p", quality=None, macro_block_size=16, ffmpeg_log_level="error",
         output_params=["-crf", "16", "-preset", "veryfast", "-threads", "1"])
-    writer.send(None)
     try:
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-    finally:
-        writer.close()
+        writer.send(None)
+        try:
+            for frame in frames:
+                writer.send(np.ascontiguousarray(frame))
+        finally:
+            writer.close()
+    except (OSError, RuntimeError) as e:   # ffmpeg died (a full disk, most often): one line, not its whole log
+        raise _writer_error(path, e) from None
+
+
+def _writer_error(path: Path, e: BaseException) -> OSError:
+    """The error of an ffmpeg writer that failed on ``path``: ``ENOSPC`` naming the folder when
+    the disk is full, else the last line ffmpeg said."""
+    import errno
+    try:
+        full = shutil.disk_usage(path.parent).free < 1 << 20
+    except OSError:
+        full = False
+    text = str(e).strip().splitlines()
+    if full or "No space left" in str(e):
+        return OSError(errno.ENOSPC, "No space left on device", str(path.parent))
+    last = next((line for line in reversed(text) if line.strip()), type(e).__name__)
+    return OSError(errno.EIO, f"ffmpeg could not write the video ({last[:200]})", str(path))
 
 
 def _make_video(index: int, path: Path, config: dict) -> list[dict]:
@@ -460,4 +478,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys as _sys
+
+    from r2bench.core.errors import guarded
+    _sys.exit(guarded(main))

@@ -132,4 +132,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys as _sys
+
+    from r2bench.core.errors import guarded
+    _sys.exit(guarded(main))

@@ -68,11 +68,23 @@ def default_named_folders() -> dict[str, str | None]:
     return {"the cache folder, R2BENCH_CACHE": str(cache_root())}
 
 
+def _warning_to_log(message, category, filename, lineno, file=None, line=None) -> None:
+    logging.getLogger("r2bench").warning("warning: %s", message)
+
+
+def warnings_to_log() -> None:
+    """Python warnings (ours, e.g. clamped annotation windows, and libraries') as log lines in the
+    project's format, ``warning: <message>``, not ``file:line: Category: message``."""
+    import warnings
+    warnings.showwarning = _warning_to_log
+
+
 def guarded(main: Callable[..., int | None], *args, named: dict | None = None, **kwargs) -> int:
     """Run a command's ``main``; bad input (``InputError``) and failing files (``OSError``: read-only,
     full disk, permissions) end in one line on stderr and a non-zero exit (2 and 1), never a
     traceback. Ctrl-C exits 130."""
     log = logging.getLogger("r2bench")
+    warnings_to_log()
     try:
         return main(*args, **kwargs) or 0
     except InputError as e:

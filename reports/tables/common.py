@@ -196,6 +196,15 @@ def fmt(value, kind: str = "metric", digits: int = 2, paper: bool = False) -> st
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:{'' if paper else '#'}.3g}"
 
 
+def video_note(record: dict) -> str:
+    """What a run left out because videos were missing or unreadable (its metrics cover the rest)."""
+    v = record["videos"]
+    split = v.get("eval_split", "val")
+    skipped, total = (v.get("skipped_queries") or {}).get(split, 0), (v.get("queries") or {}).get(split, 0)
+    return (f"{skipped} of {total} {split} queries not scored ({v.get('missing', 0)} videos missing, "
+            f"{v.get('unreadable', 0)} unreadable)")
+
+
 def _seeds(runs: list[dict]) -> str:
     return ",".join(str(r.get("seed")) for r in runs)
 
@@ -402,6 +411,7 @@ def build_table(records: list[dict], layout: Layout, paper=None) -> Table:
             failed = [r for r in here if layout.row_of(r) == name and r.get("status") != "ok"]
             if len(runs) > 1:
                 res.notes.append(f"{block.dataset + ': ' if len(blocks) > 1 else ''}seeds {_seeds(runs)}")
+            res.notes += [video_note(r) for r in runs[:1] if r.get("videos")]
             if failed:
                 last = failed[-1]
                 count = f" ({len(failed)} runs)" if len(failed) > 1 else ""
