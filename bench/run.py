@@ -42,7 +42,7 @@ from r2bench.bench.predict import CHECKPOINT_FILE, write_model_card
 from r2bench.bench.provenance import code_version, device_info, git_commit, versions
 from r2bench.bench.resume import RESUME_NAME
 from r2bench.bench.train import Resume, TrainConfig, make_step_state, predict, save_checkpoint, train, train_step
-from r2bench.core.identity import make_run_id
+from r2bench.core.identity import IDENTITY_FIELDS, make_run_id
 from r2bench.core.io import atomic_write, cache_dir, file_digest
 from r2bench.datasets.registry import BoundDataset, VideoCheck
 from r2bench.datasets.vtg import FrameSource, VTGDataset, build_features, cached_video_fn, feature_cache_for, warn_long_queries
@@ -254,7 +254,7 @@ def base_record(spec: RunSpec, ctx: RunContext, run_id: str, identity: dict | No
                   device=str(ctx.device), started=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     if identity is not None:
         record.update(config=identity["config"], protocol=identity["config"].get("protocol"))
-        for key in ("train_config", "dataset_version", "benchmark_version"):
+        for key in IDENTITY_FIELDS:          # every field of the identity, as r2bench.core.identity defines it
             if key in identity:
                 record[key] = identity[key]
     return record

@@ -145,7 +145,9 @@ def test_a_plugin_method_gets_its_own_row_beside_the_papers(small_bench, tmp_pat
     proc = run(["-m", "r2bench", "check-method", str(plugin), "mine", "--no-memory"], tmp_path,
                env={"PYTHONPATH": str(REPO)}, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert cli.run_main(small_bench["argv"](tmp_path / "out2", "--methods", "mine", epochs=1)) == 2   # not loaded
+    proc = run(["-m", "r2bench", "run", "--paper-scale", "--methods", "mine", "--out", str(tmp_path / "o")], tmp_path,
+               env={"PYTHONPATH": str(REPO)})                                # without --plugin: no such method
+    assert proc.returncode == 2 and "--methods mine: no such method" in proc.stderr and "--plugin FILE" in proc.stderr
 
 
 def test_an_experiment_file_is_a_diff_over_the_defaults_and_the_command_line_wins(tmp_path):

@@ -145,7 +145,7 @@ def test_a_full_disk_while_the_benchmark_is_generated_says_which_folder(tmp_path
     monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path / "cache"))
     from r2bench.core.errors import guarded
     with caplog.at_level(logging.ERROR):
-        code = guarded(generator.generate, n_train=1, n_val=1, n_test=0, duration=4, progress=False)
+        code = guarded(generator.generate, n_train=1, n_val=1, n_test=0, duration=8, progress=False)
     assert code == 1
     (line,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert line.startswith("error: No space left on device: ") and "(the cache folder, R2BENCH_CACHE)" in line
