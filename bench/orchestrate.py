@@ -218,6 +218,7 @@ def plan_runs(suite, args, dataset, backbone, weights, device, out_dir,
                              train_overrides=train_overrides, paper_scale=args.paper_scale, progress=not args.quiet,
                              fresh=args.fresh, world_size=world_size, memory=getattr(args, "memory", "auto"),
                              infer_timing=getattr(args, "infer_timing", "quick"),
+                             curve_queries=getattr(args, "curve_queries", 128),
                              workers=getattr(args, "workers", None), videos=videos)
             plan.append((spec, ctx, make_run_id(suite.name, run_identity(spec, ctx))))
     if args.run_id:
@@ -410,9 +411,9 @@ def validate(args) -> torch.device:
     """Every flag checked before anything runs (``ValueError`` naming it); returns the device."""
     load_plugins(getattr(args, "plugin", None))
     device = resolve_device(args.device)
-    for name in ("epochs", "threads", "workers"):
+    for name in ("epochs", "threads", "workers", "curve_queries"):
         value = getattr(args, name, None)
-        low = 0 if name == "workers" else 1
+        low = 0 if name in ("workers", "curve_queries") else 1
         if value is not None and value < low:
             raise ValueError(f"--{name} must be at least {low}, got {value}")
     bad = [s for s in args.seeds if not 0 <= s < 2**32]

@@ -95,6 +95,7 @@ class RunContext:
     # configuration, after training, cached, the estimate where it does not fit), "estimate", "measure"
     memory: str = "auto"
     infer_timing: str = "quick"  # from-frames inference timing: quick (INFER_QUICK videos), full, none
+    curve_queries: int = 128     # validation queries scored after every epoch for the learning curve (0: none)
     workers: int | None = None   # frame-decoding processes (None: the cores on CUDA, none on the CPU)
     videos: VideoCheck | None = None   # which videos of the dataset are there (planned before any run)
 
@@ -347,7 +348,21 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
     if not train_samples:
         raise RuntimeError(f"no training video of {data.name} can be read ({len(missing)} missing, "
                            f"{len(unreadable)} unreadable)")
-    stats = train(model, items(train_samples), cfg, device, progress=ctx.progress, resume=resume, workers=workers)
+    curve_set = _curve_samples(available(data.eval_split), ctx.curve_queries)
+
+    def on_epoch(epoch: int) -> dict:
+        """The learning curve's point: MR mAP (or the dataset's headline) on a fixed subset of val queries."""
+        if not curve_set:
+            return {}
+        lines, _ = predict(model, items(curve_set), cfg.eval_batch_size, device, cfg.amp, progress=False,
+                           workers=0, unreadable={}, alone=False)     # batched: a curve need not equal the Predictor
+        scored = [s for s in curve_set if any(line["qid"] == s.qid for line in lines)]
+        brief = evaluate(data.spec.metric, lines, scored).brief
+        key = next((k for k in CURVE_KEYS if k in brief), None)
+        return {f"val_{key}": brief[key], "val_queries": len(scored)} if key else {}
+
+    stats = train(model, items(train_samples), cfg, device, progress=ctx.progress, resume=resume, workers=workers,
+                  on_epoch=on_epoch if ctx.curve_queries else None)
     unreadable.update(stats["unreadable"])
     if not world.main:
         return {}
@@ -394,7 +409,19 @@ def _train_and_evaluate(spec: RunSpec, ctx: RunContext, identity: dict, run_id: 
                 train_videos_per_s=round(stats["videos"] / stats["seconds"], 2), input=source,
                 eval_queries_per_s=round(len(lines) / eval_seconds, 2) if eval_seconds else None, **timing,
                 train_seconds=round(stats["seconds"], 1), final_losses=stats["losses"], workers=workers,
+                curve=stats["curve"],
                 n_train=len(train_samples), n_eval=len(evaluated), videos=videos)
+
+
+CURVE_KEYS = ("MR-full-mAP", "mAP", "Top5-mAP", "HL-min-VeryGood-mAP")
+
+
+def _curve_samples(samples: list, n: int) -> list:
+    """A fixed, spread-out subset of at most ``n`` evaluation samples (every k-th), for the curve."""
+    if n <= 0 or not samples:
+        return []
+    step = max(1, len(samples) // n)
+    return samples[::step][:n]
 
 
 def _video_report(named: dict, missing: dict, unreadable: dict, eval_split: str) -> dict | None:

@@ -373,14 +373,18 @@ class Resume:
 
 
 def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: torch.device,
-          progress: bool = True, resume: Resume | None = None, workers: int = 0) -> dict:
+          progress: bool = True, resume: Resume | None = None, workers: int = 0,
+          on_epoch: Callable[[int], dict] | None = None) -> dict:
     """Train ``model`` in place; returns seconds spent, videos seen, the last losses, the epoch it
     resumed from, and the videos that could not be read (their samples are left out of their
     batches). A non-finite loss stops training at once (:class:`NonFiniteLoss`). With
     ``resume``, an epoch checkpoint is written after every epoch and, if one is there when
     training starts, training goes on from it (a damaged or foreign one is refused with a
     warning naming it, and training starts over). ``workers`` processes decode and collate the
-    batches ahead of the training step (0: this process); the numbers do not depend on it."""
+    batches ahead of the training step (0: this process); the numbers do not depend on it.
+    ``on_epoch(epoch)``, called after every epoch, returns what the learning curve keeps of it
+    (e.g. a validation score); the curve (``curve``: one entry per epoch, with the mean of each
+    loss term over the epoch) is returned and kept across a resume."""
     seed_everything(cfg.seed)
     world = World.current()
     if cfg.accumulate % world.size:
@@ -404,6 +408,7 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
             start_epoch, done = meta["epoch"], meta["progress"]
             log.info("resuming from the epoch checkpoint %s: %d of %d epochs done", resume.path, start_epoch, cfg.epochs)
     start, seen, losses, unreadable = time.perf_counter(), done["videos"], {}, {}
+    curve, sums, n_steps = list(done.get("curve") or []), {}, 0
     sampler = EpochBatches(len(items), cfg.batch_size, cfg.seed, start_epoch, cfg.epochs)
     loader = DataLoader(items, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
                         collate_fn=partial(split_micro_batches, accumulate=cfg.accumulate, world=world,
@@ -424,6 +429,9 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
             total = losses["total"].item()
             if not math.isfinite(total):
                 raise NonFiniteLoss(state.step, epoch + 1, {k: v.item() for k, v in losses.items()})
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            n_steps += 1
             bar.set_postfix(epoch=epoch + 1, loss=f"{total:.3f}")
         else:
             state.step += 1                      # every sample of this batch is unreadable: nothing to learn
@@ -431,16 +439,27 @@ def train(model: TransferModel, dataset: VTGDataset, cfg: TrainConfig, device: t
                 state.scheduler.step()
         seen += batch["size"]
         bar.update()
-        if (i + 1) % steps_per_epoch == 0 and resume is not None and world.main:
-            save_resume(resume.path, model, state, epoch + 1,
-                        dict(seconds=done["seconds"] + time.perf_counter() - start, videos=seen), resume.tag)
+        if (i + 1) % steps_per_epoch == 0:
+            point = dict(epoch=epoch + 1, step=state.step, **{f"loss_{k}": round(v / max(1, n_steps), 6)
+                                                               for k, v in sums.items()})
+            if on_epoch is not None and world.main:
+                t0 = time.perf_counter()
+                point.update(on_epoch(epoch + 1))
+                model.train()
+                start += time.perf_counter() - t0          # scoring the curve is not training time
+            curve.append(point)
+            sums, n_steps = {}, 0
+            if resume is not None and world.main:
+                save_resume(resume.path, model, state, epoch + 1,
+                            dict(seconds=done["seconds"] + time.perf_counter() - start, videos=seen, curve=curve),
+                            resume.tag)
     bar.close()
     set_step(phase="idle")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return dict(seconds=done["seconds"] + time.perf_counter() - start, videos=seen, steps=state.step,
                 losses={k: v.item() for k, v in losses.items()}, resumed_from_epoch=start_epoch or None,
-                unreadable=unreadable)
+                unreadable=unreadable, curve=curve)
 
 
 @torch.no_grad()

@@ -7,7 +7,7 @@ builder decorated with :func:`register`. The builder receives the frozen
 there for what a method sets: ``backbone_grad``, ``hooks``, ``neck``, taps, parameter
 groups). ``category`` is the family the paper's Table 9 puts it in:
 
-* ``frozen`` / ``METL``: no gradient through the backbone (memory-efficient);
+* ``no-tuning`` / ``METL``: no gradient through the backbone (memory-efficient; ``no-tuning``: no module of its own besides the shared head);
 * ``full`` / ``PETL``: gradients flow through the backbone (parameter-efficient at best).
 
 Where methods come from, all through the same :func:`register`:
@@ -40,7 +40,7 @@ from typing import Callable
 from r2bench.methods.backbone import Backbone
 from r2bench.methods.model import TransferModel
 
-CATEGORIES = ("frozen", "full", "PETL", "METL")
+CATEGORIES = ("no-tuning", "full", "PETL", "METL")
 GRADIENT_CATEGORIES = ("full", "PETL")   # gradients flow through the backbone
 ENTRY_POINT_GROUP = "r2bench.methods"
 
@@ -49,7 +49,7 @@ ENTRY_POINT_GROUP = "r2bench.methods"
 class MethodEntry:
     name: str
     label: str                  # the paper's row name
-    category: str               # frozen | full | PETL | METL
+    category: str               # no-tuning | full | PETL | METL
     config_cls: type
     build: Callable[..., TransferModel]
     source: str = ""            # the module (and file) that registered it

@@ -98,6 +98,9 @@ def build_run_parser(prog: str = "r2bench run") -> argparse.ArgumentParser:
                         "estimate, or measure (again, ignoring the cache)")
     p.add_argument("--infer-timing", choices=["quick", "full", "none"], default="quick",
                    help=f"end-to-end inference timing from frames: quick (a few videos; default), full (64), none")
+    p.add_argument("--curve-queries", type=int, default=128,
+                   help="validation queries scored after every epoch for each run's learning curve (0: none; "
+                        "default 128)")
     p.add_argument("--workers", type=int, help="frame-decoding processes for rows that train from frames "
                                                 "(default: the cores on CUDA, 0 on the CPU)")
     p.add_argument("--memo-gb", type=float, help="RAM for decoded frames and features kept between epochs, GB "

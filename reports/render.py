@@ -20,6 +20,7 @@ from typing import Protocol
 
 from r2bench.reports import records as rec
 from r2bench.reports.figures.sources import FigureSkipped, Sources
+from r2bench.reports.tables import breakdown
 from r2bench.reports.tables.common import Layout, Table, TableSpec, generic_layout, build_table, write_table
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,11 @@ def render_suite(suite_dir: str | Path, out_dir: str | Path | None = None, *, su
         rendered.table_files += write_table(table, out)
     if spec is not None:
         rendered.table_files += spec.files(records, out)
+    if breakdown.applies(records):        # the built-in benchmark: which kind of query each row gets right
+        table = breakdown.build(records, layout)
+        if table is not None:
+            rendered.tables.append(table)
+            rendered.table_files += breakdown.write(table, out)
     if figures and suite is not None:
         run_figures(rendered, layout, tuple(suite.figures), out / FIGURES_DIR, sources or Sources())
     return rendered

@@ -99,5 +99,5 @@ def test_controls_destroy_their_input():
     torch.testing.assert_close(mean_video[0], video[0].mean(0, keepdim=True).expand(t, -1, -1, -1))
     torch.testing.assert_close(mean_video[2, :3], video[2, :3].mean(0, keepdim=True).expand(3, -1, -1, -1))
     assert (mean_video[2, 3:] == 0).all()
-    assert get_method("control_shuffled_queries").category == "frozen"
+    assert get_method("control_shuffled_queries").category == "no-tuning"
     assert get_method("control_mean_frame").label == "Control: mean frame"

@@ -199,7 +199,7 @@ def test_top1_iou():
 
 def test_tradeoff_bubbles_area_colour_and_labels(tmp_path):
     s = SuiteDir(tmp_path / "t9", "table9")
-    s.add("w/o Tuning", "frozen", values=vectors(12), category="frozen", memory_gib=4.0, params_M=2.7)
+    s.add("w/o Tuning", "frozen", values=vectors(12), category="no-tuning", memory_gib=4.0, params_M=2.7)
     s.add("R²-Tuning", "r2_tuning", values=vectors(12, shift=3), memory_gib=9.0, params_M=2.7)
     s.add("Full-Tuning", "full", values=vectors(12), category="full", memory_gib=55.0, params_M=147.0)
     records = rec.load_records(s.root)

@@ -32,7 +32,7 @@ def out(tmp_path_factory):
     """Three suite folders (dataset "toy": no videos, so only ledger figures are drawn)."""
     out = tmp_path_factory.mktemp("out")
     t9 = SuiteDir(out / "table9", "table9")
-    t9.add("w/o Tuning", "frozen", values=vectors(12), category="frozen", memory_gib=4.0, dataset="toy")
+    t9.add("w/o Tuning", "frozen", values=vectors(12), category="no-tuning", memory_gib=4.0, dataset="toy")
     t9.add("R²-Tuning", "r2_tuning", values=vectors(12, shift=4), memory_gib=9.0, dataset="toy", memory_source="cuda")
     t9.add("LoRA", "lora", status="failed", error="boom", dataset="toy", category="PETL")
     fig7 = SuiteDir(out / "fig7", "fig7")

@@ -35,7 +35,7 @@ def md_row(text, name):
 @pytest.fixture
 def suite(tmp_path):
     s = SuiteDir(tmp_path / "table9", "table9")
-    s.add("w/o Tuning", "frozen", values=vectors(N), category="frozen", memory_gib=4.0, params_M=2.7)
+    s.add("w/o Tuning", "frozen", values=vectors(N), category="no-tuning", memory_gib=4.0, params_M=2.7)
     s.add("R²-Tuning", "r2_tuning", values=vectors(N, shift=8.0), memory_gib=10.0, params_M=2.77,
           memory_source="cuda")
     s.add("Full-Tuning", "full", values=vectors(N), category="full", memory_gib=55.0, params_M=147.0)
@@ -98,7 +98,7 @@ def test_one_seed_cells_show_a_bootstrap_interval_and_marks_only_real_difference
 
 def test_several_seeds_show_mean_pm_std(tmp_path):
     s = SuiteDir(tmp_path / "t9", "table9")
-    s.add("w/o Tuning", "frozen", values=vectors(N), category="frozen")
+    s.add("w/o Tuning", "frozen", values=vectors(N), category="no-tuning")
     for seed in (0, 1, 2):
         s.add("R²-Tuning", "r2_tuning", seed=seed, values=vectors(N, shift=1.0 + seed))
     table = table9_build(rec.load_records(s.root))
@@ -114,7 +114,7 @@ def test_several_seeds_show_mean_pm_std(tmp_path):
 def test_with_several_seeds_on_both_rows_the_mark_is_a_method_mark(tmp_path):
     s = SuiteDir(tmp_path / "t9", "table9")
     for seed in (0, 1, 2):
-        s.add("w/o Tuning", "frozen", seed=seed, values=vectors(N, shift=0.1 * seed), category="frozen")
+        s.add("w/o Tuning", "frozen", seed=seed, values=vectors(N, shift=0.1 * seed), category="no-tuning")
         s.add("R²-Tuning", "r2_tuning", seed=seed, values=vectors(N, shift=8.0 + 0.1 * seed))
         s.add("Full-Tuning", "full", seed=seed, values=vectors(N, shift=[0.3, -0.5, 0.4][seed]), category="full")
     table = table9_build(rec.load_records(s.root))
@@ -127,7 +127,7 @@ def test_with_several_seeds_on_both_rows_the_mark_is_a_method_mark(tmp_path):
 
 def test_without_per_query_values_a_cell_has_no_interval_and_says_so(tmp_path):
     s = SuiteDir(tmp_path / "t9", "table9")
-    s.add("w/o Tuning", "frozen", values=vectors(N), category="frozen", per_query=False)
+    s.add("w/o Tuning", "frozen", values=vectors(N), category="no-tuning", per_query=False)
     s.add("R²-Tuning", "r2_tuning", values=vectors(N, shift=5), per_query=False)
     table = table9_build(rec.load_records(s.root))
     row = next(r for r in table.rows if r.name == "R²-Tuning")

@@ -4,6 +4,7 @@
   the same with memory-efficient methods the paper lacks;
 * ``table5``, ``table6``, ``table10``, ``table11``, ``table12``, ``fig7`` (``ablations.py``):
   the paper's ablations of R²-Tuning;
+* ``controls`` (``controls.py``): w/o Tuning beside two heads that cannot do the task;
 * ``table1`` … ``table4`` (``datasets.py``): R²-Tuning on each benchmark (real data when given,
   else a synthetic stand-in of the same task).
 
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 from r2bench.bench.suites.ablations import ABLATIONS
 from r2bench.bench.suites.base import Suite
+from r2bench.bench.suites.controls import CONTROLS
 from r2bench.bench.suites.datasets import DATASET_SUITES, DatasetSuite
 from r2bench.bench.suites.transfer import TABLE9, TABLE9X
 
-SUITES: dict[str, Suite] = {s.name: s for s in (TABLE9, TABLE9X, *ABLATIONS, *DATASET_SUITES)}
+SUITES: dict[str, Suite] = {s.name: s for s in (TABLE9, TABLE9X, *ABLATIONS, CONTROLS, *DATASET_SUITES)}
 ALL = "all"
 # what --suite all runs: every suite but table9x, whose first ten rows are table9's (run it by name)
 ALL_SUITES = tuple(name for name in SUITES if name != TABLE9X.name)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from r2bench.bench.run import RunSpec
 from r2bench.bench.suites.base import Suite
-from r2bench.reports.figures.specs import AttentionMaps, KLines, LayerSimilarity, Qualitative, Tradeoff
+from r2bench.reports.figures.specs import (AttentionMaps, KLines, LayerSimilarity, LearningCurves, Qualitative,
+                                             Tradeoff)
 from r2bench.reports.tables.common import Column, Row, TableSpec
 from r2bench.reports.tables.table6 import QueryLengthTable
 
@@ -65,7 +66,8 @@ TABLE5 = Suite(
                     columns=FIVE, reference_why=REFERENCE_WHY, paper_table="table5_calibration",
                     paper_setting=PAPER_QVHL.format(n=5), notes=(SYNTHETIC_NOTE,)),
     reference="L_video + L_layer",
-    figures=(Tradeoff(), LayerSimilarity(), AttentionMaps("L_video + L_layer"), Qualitative("L_video + L_layer")),
+    figures=(Tradeoff(), LearningCurves(), LayerSimilarity(), AttentionMaps("L_video + L_layer"),
+             Qualitative("L_video + L_layer")),
 )
 
 # --------------------------------------------------------------------------- Table 6
@@ -80,7 +82,7 @@ TABLE6 = Suite(
                                           "query noise."),
                            paper_setting="Paper: QVHighlights val, CLIP ViT-B/32 (R²-Tuning, Table 6)."),
     reference="w/o Tuning",
-    figures=(Tradeoff(), AttentionMaps("R²-Tuning"), Qualitative("R²-Tuning")),
+    figures=(Tradeoff(), LearningCurves(), AttentionMaps("R²-Tuning"), Qualitative("R²-Tuning")),
 )
 
 # --------------------------------------------------------------------------- Tables 10–12
@@ -92,7 +94,7 @@ TABLE10 = Suite(
     table=_qvhl_ego4d("Table 10 — order of the attention layers in temporal refinement: ours vs paper", 10,
                       paper_table="table10_attention_order"),
     reference="cross→self",
-    figures=(Tradeoff(),),
+    figures=(Tradeoff(), LearningCurves()),
 )
 
 TABLE11 = Suite(
@@ -105,7 +107,7 @@ TABLE11 = Suite(
                       columns=(Column("#Params (M)", "params_M", kind="size", group="QVHL"),) + QVHL_EGO4D,
                       paper_table="table11_shared_block"),
     reference="shared block",
-    figures=(Tradeoff(),),
+    figures=(Tradeoff(), LearningCurves()),
 )
 
 
@@ -122,7 +124,7 @@ TABLE12 = Suite(
                       paper_table="table12_temporal_layers",
                       paper_rows=tuple(Row(_layers(n), {"layers": str(n)}) for n in (5, 6))),
     reference="1 layer",
-    figures=(Tradeoff(),),
+    figures=(Tradeoff(), LearningCurves()),
 )
 
 # --------------------------------------------------------------------------- Figure 7
@@ -166,7 +168,7 @@ FIG7 = Suite(
                            "Reversed: recurrent refinement from the K-th last layer to the last, or from the last "
                            "backwards.",)),
     reference=fig7_row("Reversed", 4),
-    figures=(Tradeoff(), KLines(tuple(STRATEGIES), KS, fig7_row)),
+    figures=(Tradeoff(), LearningCurves(), KLines(tuple(STRATEGIES), KS, fig7_row)),
 )
 
 ABLATIONS = (TABLE5, TABLE6, TABLE10, TABLE11, TABLE12, FIG7)

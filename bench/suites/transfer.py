@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from r2bench.bench.run import RunSpec
 from r2bench.bench.suites.base import Suite
-from r2bench.reports.figures.specs import AttentionMaps, Qualitative, Tradeoff
+from r2bench.reports.figures.specs import AttentionMaps, LearningCurves, Qualitative, Tradeoff
 from r2bench.reports.tables.common import Column, RowResult, TableSpec
 
 # (registry name, row label, the paper's row name) in the paper's order
@@ -70,7 +70,7 @@ TABLE9_TABLE = TableSpec(
     ratio_to=R2_ROW,
     show_missing=False,
 )
-TABLE9_FIGURES = (Tradeoff(with_paper=True), AttentionMaps(R2_ROW), Qualitative(R2_ROW))
+TABLE9_FIGURES = (Tradeoff(with_paper=True), LearningCurves(), AttentionMaps(R2_ROW), Qualitative(R2_ROW))
 _PAPER_RUNS = tuple(RunSpec(m, row=label, paper={"method": paper}) for m, label, paper in TABLE9_ROWS)
 
 TABLE9 = Suite(
@@ -90,6 +90,6 @@ TABLE9X = Suite(
     table=replace(TABLE9_TABLE, title="Table 9x — transfer methods, extended: ours vs paper (rows without "
                                       "paper numbers are not in the paper)"),
     reference=REFERENCE,
-    figures=(Tradeoff(with_paper=True),),
+    figures=(Tradeoff(with_paper=True), LearningCurves()),
     extensible=True,
 )

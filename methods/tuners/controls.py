@@ -42,11 +42,11 @@ class MeanFrame(nn.Module):
         return LayerTokens(video, mask, tokens.text, tokens.text_mask)
 
 
-@register("control_shuffled_queries", label="Control: shuffled queries", category="frozen", config=FrozenConfig)
+@register("control_shuffled_queries", label="Control: shuffled queries", category="no-tuning", config=FrozenConfig)
 def build_shuffled_queries(backbone: Backbone, cfg: FrozenConfig) -> TransferModel:
     return TransferModel(backbone, cfg, backbone_grad=False, neck=ShuffleQueries())
 
 
-@register("control_mean_frame", label="Control: mean frame", category="frozen", config=FrozenConfig)
+@register("control_mean_frame", label="Control: mean frame", category="no-tuning", config=FrozenConfig)
 def build_mean_frame(backbone: Backbone, cfg: FrozenConfig) -> TransferModel:
     return TransferModel(backbone, cfg, backbone_grad=False, neck=MeanFrame())

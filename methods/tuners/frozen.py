@@ -17,6 +17,6 @@ class FrozenConfig(HeadConfig):
     k: int = 1
 
 
-@register("frozen", label="w/o Tuning", category="frozen", config=FrozenConfig)
+@register("frozen", label="w/o Tuning", category="no-tuning", config=FrozenConfig)
 def build(backbone: Backbone, cfg: FrozenConfig) -> TransferModel:
     return TransferModel(backbone, cfg, backbone_grad=False)

@@ -118,3 +118,16 @@ class Qualitative(FigureSpec):
             return []
         return [(self.name, f"Qualitative results ({self.row}): successes and failure cases.",
                  lambda: _model_figure("qualitative", run, sources, checkpoint=False).render(run, out, sources))]
+
+
+@dataclass(frozen=True)
+class LearningCurves(FigureSpec):
+    """Every row's validation score and training loss per epoch (seeds averaged, spread shaded)."""
+
+    name = "curves"
+
+    def jobs(self, records, layout, out, sources):
+        from r2bench.reports.figures import curves
+        return [(self.name, "Learning curves: validation score on a fixed subset of queries (left) and training "
+                            "loss (right) per epoch, one line per row (mean over seeds, ± std shaded).",
+                 lambda: curves.render(records, layout, out))]

@@ -20,7 +20,7 @@ DPI = 200
 # memory-efficient (no gradient through CLIP) vs gradient through CLIP
 FAMILY_COLOURS = {"METL": "#1b9e77", "PETL": "#d95f02"}
 FAMILY_LABELS = {"METL": "no gradient through CLIP (frozen, METL)", "PETL": "gradient through CLIP (full, PETL)"}
-CATEGORY_FAMILY = {"frozen": "METL", "METL": "METL", "full": "PETL", "PETL": "PETL"}
+CATEGORY_FAMILY = {"frozen": "METL", "no-tuning": "METL", "METL": "METL", "full": "PETL", "PETL": "PETL"}
 
 
 def setup() -> None:
