@@ -119,11 +119,14 @@ def main(argv: list[str] | None = None) -> None:
     from r2bench.datasets.synthetic.tiny_clip import MODEL_NAME, ensure_tiny_clip
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--weights", help="tiny CLIP checkpoint (default: the cached default, pretrained if absent)")
+    p.add_argument("--model", default=MODEL_NAME, help=f"open_clip config of --weights (default {MODEL_NAME})")
     p.add_argument("--n", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the result here")
     args = p.parse_args(argv)
-    backbone = Backbone(MODEL_NAME, args.weights or ensure_tiny_clip())
+    if args.model != MODEL_NAME and not args.weights:
+        p.error("--model needs --weights")
+    backbone = Backbone(args.model, args.weights or ensure_tiny_clip())
     result = run_probes(backbone, args.n, args.seed)
     print(format_table(result))
     if args.json:

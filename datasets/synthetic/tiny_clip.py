@@ -15,6 +15,7 @@ count → the same checkpoint, bit for bit.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import logging
 import math
@@ -45,6 +46,43 @@ DEFAULT_STEPS = 600
 BATCH_SIZE = 64
 LR = 1e-3
 N_HELDOUT = 512
+WEIGHT_DECAY = 0.1
+MAX_OBJECTS = 4
+# which pairs of a batch count as positives: equal caption strings, or equal caption content
+# (the same colours, shapes and counts, whatever the lead-in and the order of the parts)
+POSITIVES = ("caption", "content")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Pretraining options besides seed and steps (the defaults are the shipped recipe).
+
+    ``model``: an open_clip config name (``methods/model_configs``); ``patch_dropout``: FLIP's
+    random patch dropout while pretraining only (open_clip's ``force_patch_dropout``; the saved
+    model loads without it); ``max_objects``: scenes hold 1..max_objects objects;
+    ``warmup``: fraction of the steps with linear warm-up (then cosine decay to 0);
+    ``positives``: ``"caption"`` counts pairs with equal caption strings as positives,
+    ``"content"`` pairs whose captions say the same (``scene_caption`` without lead-in, sorted):
+    "we see a red circle" and "a red circle" are then not pushed apart."""
+
+    model: str = MODEL_NAME
+    batch_size: int = BATCH_SIZE
+    lr: float = LR
+    weight_decay: float = WEIGHT_DECAY
+    warmup: float = 0.1
+    patch_dropout: float = 0.0
+    max_objects: int = MAX_OBJECTS
+    positives: str = "caption"
+
+    def __post_init__(self):
+        if self.positives not in POSITIVES:
+            raise ValueError(f"positives must be one of {POSITIVES}, got {self.positives!r}")
+
+    def changed(self) -> dict[str, str]:
+        """The fields that differ from the default recipe, as strings (checkpoint metadata)."""
+        default = Recipe()
+        return {f.name: str(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
 
 
 def checkpoint_path(seed: int = 0, steps: int = DEFAULT_STEPS) -> Path:
@@ -55,7 +93,7 @@ def checkpoint_path(seed: int = 0, steps: int = DEFAULT_STEPS) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _tokenizer():
-    return open_clip.get_tokenizer(MODEL_NAME)
+    return open_clip.get_tokenizer(MODEL_NAME)   # every R2Bench config shares CLIP's tokenizer
 
 
 @functools.lru_cache(maxsize=4096)
@@ -76,25 +114,36 @@ def normalize(images: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
-def sample_pairs(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]]:
-    """``n`` rendered still scenes of 1–4 objects and their coarse image-level captions
-    (``generator.scene_caption``, with a random lead-in such as "we see")."""
+def sample_pairs(rng: np.random.Generator, n: int, size: int = IMAGE_SIZE,
+                 max_objects: int = MAX_OBJECTS, content: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """``n`` rendered still scenes of 1–``max_objects`` objects and their coarse image-level captions
+    (``generator.scene_caption``, with a random lead-in such as "we see"). If ``content`` is a
+    list, each scene's canonical caption (no lead-in, sorted) is appended to it (no RNG draw)."""
     images, captions = [], []
     for _ in range(n):
-        scene = synthetic.random_scene(rng)
-        images.append(synthetic.render(scene, IMAGE_SIZE, 0.0, rng))
+        scene = synthetic.random_scene(rng, max_objects)
+        images.append(synthetic.render(scene, size, 0.0, rng))
         captions.append(synthetic.scene_caption(scene, rng))
+        if content is not None:
+            content.append(synthetic.scene_caption(scene))
     return np.stack(images), captions
 
 
-def create_model(device: str | torch.device = "cpu") -> torch.nn.Module:
-    """A randomly initialised R2Bench-Tiny (seed the global torch RNG first)."""
-    return open_clip.create_model(MODEL_NAME, device=device)
+def create_model(device: str | torch.device = "cpu", model: str = MODEL_NAME, patch_dropout: float = 0.0
+                 ) -> torch.nn.Module:
+    """A randomly initialised R2Bench-Tiny (or ``model``; seed the global torch RNG first)."""
+    return open_clip.create_model(model, device=device, force_patch_dropout=patch_dropout or None)
 
 
-def load_tiny_clip(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """R2Bench-Tiny with weights from ``path`` through open_clip's own loader, in eval mode."""
-    return open_clip.create_model(MODEL_NAME, pretrained=str(path), device=device).eval()
+def image_size(model: torch.nn.Module) -> int:
+    size = model.visual.image_size
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def load_tiny_clip(path: str | os.PathLike, device: str | torch.device = "cpu", model: str = MODEL_NAME
+                   ) -> torch.nn.Module:
+    """R2Bench-Tiny (or ``model``) with weights from ``path`` through open_clip's own loader, in eval mode."""
+    return open_clip.create_model(model, pretrained=str(path), device=device).eval()
 
 
 @torch.no_grad()
@@ -105,7 +154,7 @@ def retrieval_accuracy(model: torch.nn.Module, seed: int = 0, n: int = N_HELDOUT
     same for a random pick."""
     rng = np.random.default_rng([seed, 1])
     scenes = [synthetic.random_scene(rng) for _ in range(n)]
-    images = np.stack([synthetic.render(s, IMAGE_SIZE, 0.0, rng) for s in scenes])
+    images = np.stack([synthetic.render(s, image_size(model), 0.0, rng) for s in scenes])
     captions = [synthetic.scene_caption(s) for s in scenes]
     same = torch.tensor([[a == b for b in captions] for a in captions])
     device = next(model.parameters()).device
@@ -148,37 +197,45 @@ def contrastive_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, 
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-def _lr(step: int, steps: int) -> float:
-    """Linear warm-up over the first 10% of steps, then cosine decay to 0."""
-    warmup = max(1, steps // 10)
+def _lr(step: int, steps: int, lr: float = LR, warmup: float = 0.1) -> float:
+    """Linear warm-up over the first ``warmup`` (10 %) of steps, then cosine decay to 0."""
+    warmup = max(1, int(steps * warmup)) if warmup != 0.1 else max(1, steps // 10)
     if step < warmup:
-        return LR * (step + 1) / warmup
-    return LR * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+        return lr * (step + 1) / warmup
+    return lr * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
-def train(seed: int = 0, steps: int = DEFAULT_STEPS, batch_size: int = BATCH_SIZE, device: str | torch.device = "cpu",
-          n_heldout: int = N_HELDOUT, progress: bool = True) -> tuple[torch.nn.Module, dict[str, float]]:
-    """Train from scratch; returns the model (eval mode) and held-out retrieval accuracy."""
+def train(seed: int = 0, steps: int = DEFAULT_STEPS, batch_size: int | None = None, device: str | torch.device = "cpu",
+          n_heldout: int = N_HELDOUT, progress: bool = True, recipe: Recipe | None = None
+          ) -> tuple[torch.nn.Module, dict[str, float]]:
+    """Train from scratch; returns the model (eval mode) and held-out retrieval accuracy.
+    ``batch_size``, when given, overrides the recipe's."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"tiny CLIP pretraining needs at least 1 step, got {steps!r}")
+    recipe = recipe or Recipe()
+    if batch_size is not None:
+        recipe = dataclasses.replace(recipe, batch_size=batch_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = create_model(device).train()
+        model = create_model(device, recipe.model, recipe.patch_dropout).train()
     if model.text_pool_type != "argmax":
         raise RuntimeError("trimmed text encoding assumes EOT (argmax) pooling")
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                            lr=LR, betas=(0.9, 0.98), eps=1e-6, fused=True)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                             {"params": rest, "weight_decay": 0.0}],
+                            lr=recipe.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     rng = np.random.default_rng([seed, 0])
+    size = image_size(model)
     bar = tqdm(range(steps), desc="tiny CLIP", unit="step", disable=not progress)
     for step in bar:
-        images, captions = sample_pairs(rng, batch_size)
+        content = [] if recipe.positives == "content" else None
+        images, captions = sample_pairs(rng, recipe.batch_size, size, recipe.max_objects, content)
         for group in opt.param_groups:
-            group["lr"] = _lr(step, steps)
+            group["lr"] = _lr(step, steps, recipe.lr, recipe.warmup)
         img_f = F.normalize(model.encode_image(normalize(images).to(device)), dim=-1)
         txt_f = F.normalize(_encode_text_trimmed(model, tokenize(captions).to(device)), dim=-1)
-        loss = contrastive_loss(img_f, txt_f, model.logit_scale.exp(), captions)
+        loss = contrastive_loss(img_f, txt_f, model.logit_scale.exp(), content if content is not None else captions)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -198,16 +255,18 @@ def save(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, st
     return atomic_write(path, safetensors_bytes(state, {**metadata, CHECKSUM_KEY: tensors_checksum(state)}))
 
 
-def _recipe(seed: int, steps: int) -> dict[str, str]:
-    return {"model": MODEL_NAME, "version": str(TINY_CLIP_VERSION), "seed": str(seed), "steps": str(steps),
-            "batch_size": str(BATCH_SIZE), "lr": str(LR)}
+def _recipe(seed: int, steps: int, recipe: Recipe | None = None) -> dict[str, str]:
+    recipe = recipe or Recipe()
+    return {"model": recipe.model, "version": str(TINY_CLIP_VERSION), "seed": str(seed), "steps": str(steps),
+            "batch_size": str(recipe.batch_size), "lr": str(recipe.lr),
+            **{k: v for k, v in recipe.changed().items() if k not in ("model", "batch_size", "lr")}}
 
 
 def pretrain(seed: int = 0, steps: int = DEFAULT_STEPS, out: str | os.PathLike | None = None,
-             device: str = "cpu", progress: bool = True) -> tuple[Path, dict[str, float]]:
+             device: str = "cpu", progress: bool = True, recipe: Recipe | None = None) -> tuple[Path, dict[str, float]]:
     """Train and save; returns the checkpoint path and held-out accuracy."""
-    model, acc = train(seed, steps, device=device, progress=progress)
-    meta = {**_recipe(seed, steps), "device": str(device), "torch": torch.__version__,
+    model, acc = train(seed, steps, device=device, progress=progress, recipe=recipe)
+    meta = {**_recipe(seed, steps, recipe), "device": str(device), "torch": torch.__version__,
             **{k: f"{v:.4f}" for k, v in acc.items()}}
     path = save(model, out if out is not None else checkpoint_path(seed, steps), meta)
     return path, acc
@@ -239,12 +298,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--device", default="cpu", help="cpu (default: reproducible everywhere) or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    d = Recipe()
+    p.add_argument("--model", default=d.model, help=f"open_clip config (default {d.model})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--warmup", type=float, default=d.warmup, help="warm-up fraction of the steps")
+    p.add_argument("--patch-dropout", type=float, default=d.patch_dropout,
+                   help="FLIP patch dropout while pretraining (0: none)")
+    p.add_argument("--max-objects", type=int, default=d.max_objects, help="objects per scene: 1..N")
+    p.add_argument("--positives", choices=POSITIVES, default=d.positives,
+                   help="positives: equal caption strings (default) or equal caption content")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error(f"--steps must be at least 1 (got {args.steps}): zero steps would save an untrained model")
-    start = time.perf_counter()
-    path, acc = pretrain(args.seed, args.steps, args.out, args.device, progress=not args.quiet)
-    print(f"saved {path} in {time.perf_counter() - start:.1f}s")
+    recipe = Recipe(args.model, args.batch_size, args.lr, args.weight_decay, args.warmup, args.patch_dropout,
+                    args.max_objects, args.positives)
+    if recipe != d and args.out is None:
+        p.error("a recipe other than the default needs --out (the cache path names the default recipe)")
+    start, cpu = time.perf_counter(), time.process_time()
+    path, acc = pretrain(args.seed, args.steps, args.out, args.device, progress=not args.quiet, recipe=recipe)
+    print(f"saved {path} in {time.perf_counter() - start:.1f}s ({time.process_time() - cpu:.1f} CPU s)")
     print(f"held-out top-1 ({N_HELDOUT} scenes): image->text {100 * acc['i2t']:.1f}% "
           f"(chance {100 * acc['i2t_chance']:.1f}%), text->image {100 * acc['t2i']:.1f}% "
           f"(chance {100 * acc['t2i_chance']:.1f}%)")
