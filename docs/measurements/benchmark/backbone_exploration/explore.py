@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from datasets.synthetic import probe as P
-from methods.backbone import Backbone
+from r2bench.datasets.synthetic import probe as P
+from r2bench.methods.backbone import Backbone
 
 ATTRS = ("colour", "shape", "half", "side")
 
