@@ -153,6 +153,17 @@ def scene_caption(scene: Scene, rng: np.random.Generator | None = None) -> str:
     return prefix + text
 
 
+def vocabulary() -> list[str]:
+    """Every word the benchmark writes: captions (counts, colours, shapes and their plurals, lead-ins)
+    and queries (sizes, motions, halves, lead-ins); the stand-ins' queries are colour names. The
+    shipped tiny CLIP keeps the token embedding rows of exactly these words (``tiny_clip.ship``)."""
+    words = {"a", "and", ",", "moving", "standing", "still", "in", "the", "half"}
+    words |= set(_NUMBERS) | set(COLOURS) | set(SHAPES) | {f"{s}s" for s in SHAPES}
+    words |= set(RADII) | set(MOTIONS) | set(HALVES)
+    words |= {w for prefix in _PREFIXES for w in prefix.split()}
+    return sorted(words)
+
+
 _GRIDS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
 

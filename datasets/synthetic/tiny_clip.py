@@ -15,8 +15,10 @@ count → the same checkpoint, bit for bit.
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import functools
+import importlib
 import logging
 import math
 import os
@@ -39,10 +41,10 @@ log = logging.getLogger(__name__)
 
 # 1: captions named one object by all (or an unambiguous subset of) its static attributes.
 # 2: image-level captions of coarse attributes only (colours, shapes, counts).
-TINY_CLIP_VERSION = 2
+TINY_CLIP_VERSION = 3
 MODEL_NAME = "R2Bench-Tiny"
 IMAGE_SIZE = 64
-DEFAULT_STEPS = 600
+DEFAULT_STEPS = 3000
 BATCH_SIZE = 64
 LR = 1e-3
 N_HELDOUT = 512
@@ -272,23 +274,97 @@ def pretrain(seed: int = 0, steps: int = DEFAULT_STEPS, out: str | os.PathLike |
     return path, acc
 
 
+# --------------------------------------------------------------------------- the shipped weights
+# The project pretrains the tiny CLIP once (``python -m r2bench.datasets.synthetic.tiny_clip --ship``)
+# and ships it: every machine runs the same backbone, and the Quickstart never pretrains. The file
+# holds the weights in fp16, and of the 49,408-row token embedding only the rows of the words the
+# benchmark writes (``generator.vocabulary``) and of the tokens pretraining touched; the other rows
+# are never looked up by any text of the benchmark and load as zeros. Expanded (fp32, full
+# embedding) into the cache on first use, checked against the checksum the archive carries.
+SHIPPED = (Path(importlib.import_module("r2bench.methods").__file__).parent / "weights"
+           / f"{MODEL_NAME}-v{TINY_CLIP_VERSION}.safetensors.xz")      # package data: a checkout or the wheel
+EMBEDDING = "token_embedding.weight"
+
+
+def vocabulary_token_ids() -> list[int]:
+    """Token ids of every word the benchmark writes, with the start and end tokens and padding."""
+    tok = _tokenizer()
+    ids = {0}
+    for word in synthetic.vocabulary():
+        ids |= {int(i) for i in tok([word])[0].tolist()}
+    return sorted(ids)
+
+
+def ship(src: str | os.PathLike, dst: str | os.PathLike = SHIPPED) -> Path:
+    """Write the shipped archive of the pretrained checkpoint ``src`` (see above)."""
+    import lzma
+    from safetensors.torch import load_file
+    src = Path(src)
+    meta = verify_safetensors(src)
+    state = load_file(str(src))
+    emb = state[EMBEDDING]
+    with torch.random.fork_rng(devices=[]):           # the rows pretraining never touched are their init × c
+        torch.manual_seed(int(meta.get("seed", 0)))
+        init = create_model().token_embedding.weight.detach()
+    c = float((emb / init).median())
+    touched = ((emb - c * init).norm(dim=1) / (c * init).norm(dim=1).clamp_min(1e-12) > 1e-3).nonzero().flatten()
+    rows = sorted(set(vocabulary_token_ids()) | {int(i) for i in touched})
+    shipped = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items() if k != EMBEDDING}
+    shipped["token_embedding.rows"] = torch.tensor(rows, dtype=torch.int64)
+    shipped["token_embedding.values"] = emb[rows].half()
+    expanded = expand(shipped, emb.shape)
+    info = {k: v for k, v in meta.items() if k != CHECKSUM_KEY}
+    info.update(version=str(TINY_CLIP_VERSION), shipped="fp16; token embedding: the benchmark's vocabulary and the tokens pretraining touched",
+                embedding_rows=str(len(rows)), source_checksum=meta.get(CHECKSUM_KEY, ""),
+                expanded_checksum=tensors_checksum(expanded), embedding_shape=json.dumps(list(emb.shape)))
+    data = lzma.compress(safetensors_bytes(shipped, info), preset=9 | lzma.PRESET_EXTREME)
+    return atomic_write(dst, data)
+
+
+def expand(shipped: dict[str, torch.Tensor], embedding_shape) -> dict[str, torch.Tensor]:
+    """The full fp32 state dict of a shipped archive's tensors (absent embedding rows: zeros)."""
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in shipped.items()
+             if not k.startswith("token_embedding.")}
+    emb = torch.zeros(*embedding_shape, dtype=torch.float32)
+    emb[shipped["token_embedding.rows"]] = shipped["token_embedding.values"].float()
+    state[EMBEDDING] = emb
+    return state
+
+
+def shipped_path(seed: int = 0) -> Path:
+    """Where the expanded shipped weights live in the cache."""
+    return cache_dir() / "tiny_clip" / f"{MODEL_NAME}-v{TINY_CLIP_VERSION}-s{seed}.safetensors"
+
+
 def ensure_tiny_clip(seed: int = 0, progress: bool = True) -> Path:
-    """The cached default checkpoint for ``seed``; pretrained (again) if absent, made with
-    another recipe (version, steps, batch size, learning rate), or damaged: its weights must
-    match the checksum saved with them."""
-    path = checkpoint_path(seed)
-    meta = {}
+    """The project's tiny CLIP: the shipped weights, expanded into the cache on first use (and
+    again when the cached file is missing, damaged or from another version). Never pretrains:
+    ``python -m r2bench.datasets.synthetic.tiny_clip`` does that, by hand."""
+    import lzma
+    from safetensors.torch import load as load_bytes
+    if seed != 0:
+        raise ValueError("the project ships the tiny CLIP of pretraining seed 0; pretrain others with "
+                         f"python -m r2bench.datasets.synthetic.tiny_clip --seed {seed} --out FILE")
+    path = shipped_path(seed)
     if path.exists():
         try:
             meta = verify_safetensors(path)
-            if CHECKSUM_KEY not in meta:
-                raise ValueError(f"{path}: saved without a weights checksum (an older version)")
+            if meta.get("version") == str(TINY_CLIP_VERSION) and meta.get("shipped"):
+                return path
         except ValueError as e:
-            log.warning("tiny CLIP checkpoint refused, pretraining it again: %s", e)
-            meta = {}
-    if any(meta.get(k) != v for k, v in _recipe(seed, DEFAULT_STEPS).items()):
-        path, _ = pretrain(seed, out=path, progress=progress)
-    return path
+            log.warning("cached tiny CLIP refused, expanding the shipped weights again: %s", e)
+    if not SHIPPED.is_file():
+        raise FileNotFoundError(f"the shipped tiny CLIP {SHIPPED} is missing from this installation; make it with "
+                                f"python -m r2bench.datasets.synthetic.tiny_clip --ship")
+    data = lzma.decompress(SHIPPED.read_bytes())
+    n = int.from_bytes(data[:8], "little")
+    info = json.loads(data[8:8 + n]).get("__metadata__") or {}
+    state = expand(load_bytes(data), json.loads(info["embedding_shape"]))
+    if tensors_checksum(state) != info["expanded_checksum"]:
+        raise ValueError(f"{SHIPPED}: the shipped tiny CLIP does not expand to the weights it was made from "
+                         f"(damaged archive)")
+    meta = {k: v for k, v in info.items() if k not in ("expanded_checksum", "embedding_shape")}
+    return atomic_write(path, safetensors_bytes(state, {**meta, CHECKSUM_KEY: tensors_checksum(state)}))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -298,6 +374,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--device", default="cpu", help="cpu (default: reproducible everywhere) or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ship", action="store_true",
+                   help=f"pretrain the default recipe (or take --from) and write the shipped archive {SHIPPED.name} "
+                        f"(methods/weights/) that every run loads")
+    p.add_argument("--from", dest="source", type=Path, help="with --ship: an existing checkpoint to ship")
     d = Recipe()
     p.add_argument("--model", default=d.model, help=f"open_clip config (default {d.model})")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -316,12 +396,19 @@ def main(argv: list[str] | None = None) -> None:
                     args.max_objects, args.positives)
     if recipe != d and args.out is None:
         p.error("a recipe other than the default needs --out (the cache path names the default recipe)")
+    if args.ship and args.source is not None:
+        print(f"shipped {ship(args.source)}")
+        return
+    if args.ship and (recipe != d or args.seed != 0 or args.steps != DEFAULT_STEPS):
+        p.error("--ship pretrains the default recipe (seed 0); give --from FILE to ship another checkpoint")
     start, cpu = time.perf_counter(), time.process_time()
     path, acc = pretrain(args.seed, args.steps, args.out, args.device, progress=not args.quiet, recipe=recipe)
     print(f"saved {path} in {time.perf_counter() - start:.1f}s ({time.process_time() - cpu:.1f} CPU s)")
     print(f"held-out top-1 ({N_HELDOUT} scenes): image->text {100 * acc['i2t']:.1f}% "
           f"(chance {100 * acc['i2t_chance']:.1f}%), text->image {100 * acc['t2i']:.1f}% "
           f"(chance {100 * acc['t2i_chance']:.1f}%)")
+    if args.ship:
+        print(f"shipped {ship(path)}")
 
 
 if __name__ == "__main__":
