@@ -34,8 +34,12 @@ from r2bench.datasets.formats.qvhighlights import CLIP_SECONDS
 
 # 1: queries for 1–2 targets per video, tiny CLIP captions named every static attribute.
 # 2: up to MAX_QUERIES_PER_VIDEO targets per video; coarse image-level captions (scene_caption).
-GENERATOR_VERSION = 2
-MAX_QUERIES_PER_VIDEO = 3
+# 3: 2–5 distractors, 20 % of them visible throughout, up to 4 queries per video: several objects come
+#    and go in every video, so a model that ignores its query cannot tell which of them it names.
+GENERATOR_VERSION = 3
+MAX_QUERIES_PER_VIDEO = 4
+DISTRACTORS = (2, 5)            # per video, inclusive
+ALWAYS_VISIBLE = 0.2            # share of distractors visible throughout
 
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {"red": (215, 40, 40), "green": (40, 185, 60), "blue": (45, 85, 225), "yellow": (235, 210, 35)}
@@ -269,13 +273,14 @@ def _random_windows(rng: np.random.Generator, n_clips: int, max_windows: int = 2
 
 def _video_scene(rng: np.random.Generator, n_clips: int) -> tuple[Scene, list[Obj]]:
     """A video's scene and its 1..MAX_QUERIES_PER_VIDEO query targets: an anchor object and
-    1–3 distractors sharing all but one or two of its attributes (30 % visible throughout);
-    every windowed object that some description singles out is a target (the anchor always)."""
+    DISTRACTORS distractors sharing all but one or two of its attributes (ALWAYS_VISIBLE of them
+    visible throughout); every windowed object that some description singles out is a target
+    (the anchor always)."""
     anchor = dataclasses.replace(_random_object(rng), windows=_random_windows(rng, n_clips))
     objects = [anchor]
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(DISTRACTORS[0], DISTRACTORS[1] + 1))):
         d = _distractor(rng, anchor)
-        always = rng.random() < 0.3
+        always = rng.random() < ALWAYS_VISIBLE
         objects.append(dataclasses.replace(d, windows=None if always else _random_windows(rng, n_clips)))
     others = [o for o in objects[1:] if o.windows is not None and unambiguous_attribute_sets(objects, o)]
     others = [others[i] for i in rng.permutation(len(others))]
