@@ -9,6 +9,10 @@ policy (``reports.stats.method_test``: seed and query variance), must not come o
 The reduced benchmark needs a tiny CLIP pretrained for 200 steps: with 40 steps (and with
 30-s videos, where a position prior alone scores well) w/o Tuning learnt nothing beyond the
 prior and tied with the mean-frame control (measured: 19.1 vs 18.6 and 36.4 vs 37.7 MR mAP).
+
+Its two trained tests are marked ``slow`` (about 6 min on 2 cores: a 200-step pretraining and five trainings of 10 epochs);
+``pytest -m slow tests/test_controls.py`` runs it. The statistics it relies on are unit-tested in
+the default run (tests/test_stats.py).
 """
 import json
 from pathlib import Path
@@ -28,6 +32,7 @@ from r2bench.datasets import vtg
 from r2bench.datasets.synthetic import tiny_clip
 from r2bench.methods.registry import build_model, get_method
 from r2bench.methods.backbone import Backbone
+
 
 SIZES = dict(n_train=48, n_val=40, n_test=0, duration=60)
 TRAIN = dict(epochs=10, batch_size=8, warmup_iters=5, lr_drop_epoch=None)
@@ -65,12 +70,14 @@ def runs(tmp_path_factory):
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow
 def test_positive_control_is_significantly_worse(runs):
     res = paired_test(runs["mean_frame"], runs["frozen_s0"], n_resamples=2000)
     assert res.n >= 90                                                  # 40 val videos, ~2.5 queries each
     assert res.diff < 0 and res.high < 0 and res.p_value < 0.05, res
 
 
+@pytest.mark.slow
 def test_negative_control_is_not_significant(runs):
     a = pd.DataFrame({k: runs[f"frozen_s{k}"] for k in (0, 1)})
     b = pd.DataFrame({k: runs[f"frozen_s{k}"] for k in (2, 3)})

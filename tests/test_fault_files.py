@@ -132,23 +132,25 @@ def test_a_tiny_clip_with_a_flipped_weight_bit_is_refused_naming_the_file(tiny_c
         check_backbone("R2Bench-Tiny", bad)
 
 
-def test_the_default_tiny_clip_is_pretrained_again_when_damaged(tiny_checkpoint, tmp_path, monkeypatch):
+def test_the_default_tiny_clip_is_expanded_again_when_damaged_and_never_pretrained(tmp_path, monkeypatch):
     monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path))
-    cached = T.checkpoint_path(0)
-    cached.parent.mkdir(parents=True)
-    calls = []
 
-    def fake_pretrain(seed, steps=T.DEFAULT_STEPS, out=None, device="cpu", progress=True):
-        calls.append(seed)
-        Path(out).write_bytes(tiny_checkpoint.read_bytes())
-        return Path(out), {}
+    def no_pretraining(*a, **k):
+        raise AssertionError("ensure_tiny_clip must never pretrain")
 
-    monkeypatch.setattr(T, "pretrain", fake_pretrain)
-    cached.write_bytes(tiny_checkpoint.read_bytes())
-    assert T.ensure_tiny_clip(0, progress=False) == cached and calls == []          # sound: reused
-    _flip_a_weight_byte(tiny_checkpoint, cached)
-    assert T.ensure_tiny_clip(0, progress=False) == cached and calls == [0]         # damaged: made again
-    verify_safetensors(cached)
+    monkeypatch.setattr(T, "pretrain", no_pretraining)
+    monkeypatch.setattr(T, "train", no_pretraining)
+    cached = T.ensure_tiny_clip(0, progress=False)               # expanded from the shipped archive
+    good = cached.read_bytes()
+    assert cached == T.shipped_path(0) and verify_safetensors(cached).get("shipped")
+    mtime = cached.stat().st_mtime_ns
+    assert T.ensure_tiny_clip(0, progress=False) == cached and cached.stat().st_mtime_ns == mtime   # sound: reused
+    _flip_a_weight_byte(cached, cached)
+    with pytest.raises(ValueError):
+        verify_safetensors(cached)
+    assert T.ensure_tiny_clip(0, progress=False) == cached and cached.read_bytes() == good          # damaged: expanded again
+    cached.write_bytes(b"")
+    assert T.ensure_tiny_clip(0, progress=False) == cached and cached.read_bytes() == good          # truncated: the same
 
 
 @pytest.mark.parametrize("content", [b"PK\x03\x04" + b"\x00" * 100, b"\x80\x02garbage", b""],

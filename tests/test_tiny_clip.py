@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from r2bench.datasets.synthetic import tiny_clip as T
+from r2bench.methods.checkpoints import verify_safetensors
 
 FAST = dict(steps=3, batch_size=8, n_heldout=16, progress=False)
 
@@ -84,19 +85,19 @@ def test_cli_writes_checkpoint_and_reports(tmp_path, capsys, monkeypatch):
     assert out.is_file() and "image->text" in text and "text->image" in text and "chance" in text
 
 
-def test_ensure_trains_once_then_reuses(monkeypatch):
-    calls, real_train = [], T.train
+def test_ensure_expands_the_shipped_weights_once_and_refuses_other_seeds(monkeypatch):
+    def no_training(*a, **k):
+        raise AssertionError("ensure_tiny_clip must never pretrain")
 
-    def fake_train(seed, steps, device="cpu", progress=True):
-        calls.append((seed, steps))
-        return real_train(seed, **FAST)
-
-    monkeypatch.setattr(T, "train", fake_train)
-    path = T.ensure_tiny_clip(seed=2)
-    assert path == T.checkpoint_path(2) and path.is_file() and path.name == f"R2Bench-Tiny-v{T.TINY_CLIP_VERSION}-s2.safetensors"
-    assert T.ensure_tiny_clip(seed=2) == path and calls == [(2, T.DEFAULT_STEPS)]
-    T.save(T.create_model(), path, {"model": "R2Bench-Tiny", "seed": "2", "steps": "7"})  # another recipe
-    assert T.ensure_tiny_clip(seed=2) == path and len(calls) == 2
+    monkeypatch.setattr(T, "train", no_training)
+    path = T.ensure_tiny_clip(seed=0)
+    assert path == T.shipped_path(0) and path.name == f"R2Bench-Tiny-v{T.TINY_CLIP_VERSION}-s0.safetensors"
+    mtime = path.stat().st_mtime_ns
+    assert T.ensure_tiny_clip(seed=0) == path and path.stat().st_mtime_ns == mtime       # reused
+    T.save(T.create_model(), path, {"model": "R2Bench-Tiny", "seed": "0", "steps": "7"})  # not the shipped file
+    assert T.ensure_tiny_clip(seed=0) == path and verify_safetensors(path).get("shipped")
+    with pytest.raises(ValueError, match="ships the tiny CLIP of pretraining seed 0.*--seed 2 --out"):
+        T.ensure_tiny_clip(seed=2)
 
 
 def test_ridge_probe_finds_linear_signal_and_not_noise():
