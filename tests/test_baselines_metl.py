@@ -12,39 +12,16 @@ from r2bench.methods.backbone import Backbone
 from r2bench.methods.hooks import Taps
 from r2bench.methods.model import LayerTokens
 from r2bench.methods.registry import build_model
-from tests.tiny_models import random_backbone_state, tiny_model
+from tests.tiny_models import HEAD_PARAMS as HEAD, SMALL_HEAD, random_backbone_state, tiny, tiny_model
+from tests.tiny_models import frame_items as items_for, neck_io
 from r2bench.methods.tuners.losa import TokenMixer
 
-SMALL_HEAD = dict(hidden=32, heads=4, ffn=64, dropout=0.0, drop_path=0.0)
-HEAD = 2_836_236      # the shared head (K=1) at ViT-B/32: "w/o Tuning"
 METL = ("e3va", "losa", "lst")
 
 
 @pytest.fixture(scope="module")
 def backbone_state():
     return random_backbone_state()
-
-
-def tiny(name, backbone_state, seed=0, **overrides):
-    return tiny_model(name, backbone_state, SMALL_HEAD, seed, **overrides).eval()
-
-
-def items_for(model, lengths=(7, 5), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    size = model.backbone.image_size
-    ids = model.backbone.tokenize(["a red circle", "a blue square moving"])
-    out = []
-    for i, t in enumerate(lengths):
-        out.append(dict(qid=i, vid=f"v{i}", query="q", duration=2.0 * t, source="frames",
-                        video=torch.randn(t, 3, size, size, generator=g), text_ids=ids[i],
-                        windows=torch.tensor([[2.0, 6.0]]), saliency=torch.ones(t)))
-    return out
-
-
-def neck_io(model, batch) -> tuple[LayerTokens, LayerTokens]:
-    with torch.no_grad():
-        tokens = model.layer_tokens(batch)
-        return tokens, model.neck(tokens)
 
 
 # ---- parameter counts at the paper's configuration --------------------------------------------

@@ -13,35 +13,15 @@ from r2bench.methods.backbone import Backbone
 from r2bench.methods.model import LayerTokens
 from r2bench.methods.registry import build_model, get_method
 from r2bench.methods.tuners.side4video import MaskedBatchNorm, shift_token
-from tests.tiny_models import random_backbone_state, tiny_model
+from tests.tiny_models import HEAD_PARAMS as HEAD, SMALL_HEAD, random_backbone_state, tiny, tiny_model
+from tests.tiny_models import frame_items as items_for, neck_io
 
-SMALL_HEAD = dict(hidden=32, heads=4, ffn=64, dropout=0.0, drop_path=0.0)
-HEAD = 2_836_236      # the shared head (K=1) at ViT-B/32: "w/o Tuning"
 SIDE = ("side4video", "dist")
 
 
 @pytest.fixture(scope="module")
 def backbone_state():
     return random_backbone_state()
-
-
-def tiny(name, backbone_state, seed=0, **overrides):
-    return tiny_model(name, backbone_state, SMALL_HEAD, seed, **overrides).eval()
-
-
-def items_for(model, lengths=(7, 5), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    size = model.backbone.image_size
-    ids = model.backbone.tokenize(["a red circle", "a blue square moving"])
-    return [dict(qid=i, vid=f"v{i}", query="q", duration=2.0 * t, source="frames",
-                 video=torch.randn(t, 3, size, size, generator=g), text_ids=ids[i],
-                 windows=torch.tensor([[2.0, 6.0]]), saliency=torch.ones(t)) for i, t in enumerate(lengths)]
-
-
-def neck_io(model, batch):
-    with torch.no_grad():
-        tokens = model.layer_tokens(batch)
-        return tokens, model.neck(tokens)
 
 
 def randomise_outputs(model):

@@ -22,3 +22,30 @@ def tiny_model(name: str, backbone_state: dict | None, head: dict, seed: int = 0
         backbone.load_state_dict(backbone_state)
     torch.manual_seed(seed)
     return build_model(name, backbone, {**head, **overrides})
+
+
+# shared by the side-network tests (tests/test_baselines_metl.py, tests/test_side4video_dist.py)
+SMALL_HEAD = dict(hidden=32, heads=4, ffn=64, dropout=0.0, drop_path=0.0)
+HEAD_PARAMS = 2_836_236      # the shared head (K = 1) at ViT-B/32: "w/o Tuning"
+
+
+def tiny(name: str, backbone_state: dict, seed: int = 0, **overrides):
+    """``tiny_model`` with the small deterministic head, in eval mode."""
+    return tiny_model(name, backbone_state, SMALL_HEAD, seed, **overrides).eval()
+
+
+def frame_items(model, lengths=(7, 5), seed=0) -> list[dict]:
+    """Dataset items from random frames, one per length (frames), two queries."""
+    g = torch.Generator().manual_seed(seed)
+    size = model.backbone.image_size
+    ids = model.backbone.tokenize(["a red circle", "a blue square moving"])
+    return [dict(qid=i, vid=f"v{i}", query="q", duration=2.0 * t, source="frames",
+                 video=torch.randn(t, 3, size, size, generator=g), text_ids=ids[i],
+                 windows=torch.tensor([[2.0, 6.0]]), saliency=torch.ones(t)) for i, t in enumerate(lengths)]
+
+
+def neck_io(model, batch):
+    """What a method's neck receives (the tapped tokens) and what it hands the head."""
+    with torch.no_grad():
+        tokens = model.layer_tokens(batch)
+        return tokens, model.neck(tokens)

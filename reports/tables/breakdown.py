@@ -26,7 +26,7 @@ import pandas as pd
 from r2bench.core.io import atomic_write
 from r2bench.reports import records as rec
 from r2bench.reports.tables.common import (Block, Cell, Column, Layout, Table, _per_query_matrix, build_table,
-                                           cells_from_matrices, pool, setting_lines, write_table)
+                                           cells_on_queries, pool, setting_lines, write_table)
 
 KEY = "MR-full-mAP"
 DATASET = "synthetic"
@@ -80,10 +80,7 @@ def build(records: list[dict], layout: Layout) -> Table | None:
     for b, (family, col) in enumerate(zip(FAMILIES, columns)):
         qids = [q for q, fams in family_of.items() if family in fams]
         sizes.append(len(qids))
-        sub = {row: m.loc[m.index.intersection(qids)] for row, m in matrices.items()}
-        sub = {row: m for row, m in sub.items() if len(m)}
-        cells, more = cells_from_matrices(sub, {row: [math.nan] * len(groups[row]) for row in sub},
-                                          layout.reference, KEY)
+        cells, more = cells_on_queries(matrices, groups, qids, layout.reference, KEY)
         for res in base.rows:
             cell = cells.get(res.name, Cell())
             res.cells[(0, col.label)] = cell

@@ -262,6 +262,15 @@ def metric_cells(groups: Mapping[str, list[dict]], reference: str, key: str, dig
     return cells, {**notes, **more}
 
 
+def cells_on_queries(matrices: Mapping[str, pd.DataFrame], groups: Mapping[str, list], qids, reference: str,
+                     key: str) -> tuple[dict[str, Cell], dict[str, str]]:
+    """Cells of the rows' per-query matrices restricted to ``qids`` (a column of queries: a
+    length bucket, a query family), compared with the reference on those queries alone."""
+    sub = {row: m.loc[m.index.intersection(qids)] for row, m in matrices.items()}
+    sub = {row: m for row, m in sub.items() if len(m)}
+    return cells_from_matrices(sub, {row: [math.nan] * len(groups[row]) for row in sub}, reference, key)
+
+
 def cells_from_matrices(matrices: Mapping[str, pd.DataFrame], headline: Mapping[str, list[float]], reference: str,
                         key: str, digits: int = 2, alpha: float = ALPHA) -> tuple[dict[str, Cell], dict[str, str]]:
     """Cells from per-query matrices (qid × seed) where a row has them, else from its per-seed

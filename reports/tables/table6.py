@@ -23,7 +23,7 @@ import pandas as pd
 from r2bench.reports import records as rec
 from r2bench.reports.paper import paper_table
 from r2bench.reports.tables.common import (Block, Cell, Column, Layout, Table, TableSpec, _per_query_matrix,
-                                           build_table, cells_from_matrices, fmt, pool, setting_lines, write_table)
+                                           build_table, cells_on_queries, fmt, pool, setting_lines, write_table)
 
 KEY = "MR-full-mAP"
 PAPER_TABLE = "table6_query_length"
@@ -122,10 +122,7 @@ def build(records: list[dict], layout: Layout, paper=None) -> list[Table]:
         for b, col in enumerate(columns):
             qids = [q for q, w in words.items() if not math.isnan(w) and bucket_of(int(w), buckets) == b]
             sizes.append(len(qids))
-            sub = {row: m.loc[m.index.intersection(qids)] for row, m in matrices.items()}
-            sub = {row: m for row, m in sub.items() if len(m)}
-            cells, more = cells_from_matrices(sub, {row: [math.nan] * len(groups[row]) for row in sub},
-                                              base_layout.reference, KEY)
+            cells, more = cells_on_queries(matrices, groups, qids, base_layout.reference, KEY)
             for res in base.rows:
                 cell = cells.get(res.name, Cell())
                 if res.paper is not None and col.paper:
