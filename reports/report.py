@@ -110,6 +110,35 @@ def collect(out_dir: str | Path, *, figures: bool = True, sources: Sources | Non
     return results
 
 
+PROBE_TITLE = "The shipped tiny CLIP: what each layer keeps (probe)"
+PROBE_TEXT = ("Held-out accuracy (%) of a ridge probe per layer of the frozen backbone the built-in benchmark runs "
+              "on (cls: the class token; tokens: every token of the frame), recorded when the weights were shipped "
+              "(3,000 scenes; docs/benchmark.md). A method that recovers detail from intermediate layers can only "
+              "gain where the last layer has lost it.")
+
+
+def shipped_backbone_probe(results: list) -> list[list[str]] | None:
+    """The recorded probe table of the shipped tiny CLIP (header row first), when some suite in
+    ``results`` ran on those weights; None otherwise."""
+    import json
+    from r2bench.datasets.synthetic.tiny_clip import MODEL_NAME, SHIPPED_PROBE, TINY_CLIP_VERSION
+    name = f"{MODEL_NAME}-v{TINY_CLIP_VERSION}-s0.safetensors#"
+    if not any(str(x.get("weights") or "").startswith(name)
+               for r in results if not isinstance(r, tuple) for x in r.records):
+        return None
+    try:
+        probe = json.loads(SHIPPED_PROBE.read_text())
+    except (OSError, ValueError) as e:
+        log.warning("the shipped backbone's probe table is left out of the report: %s: %s", SHIPPED_PROBE, e)
+        return None
+    depth = len(next(iter(probe["tokens"].values())))
+    rows = [["representation", "attribute", "chance", *(f"layer {i + 1}" for i in range(depth))]]
+    for rep in ("cls", "tokens"):
+        for attr, accs in probe[rep].items():
+            rows.append([rep, attr, f"{100 * probe['chance'][attr]:.0f}", *(f"{100 * a:.0f}" for a in accs)])
+    return rows
+
+
 def _section_title(r: Rendered) -> str:
     paper_scale = any(x.get("dataset") == rec.PAPER_SCALE for x in r.records)
     return f"Suite {r.suite}" + (" — paper scale (params and memory only)" if paper_scale else "") + \
@@ -136,6 +165,11 @@ def to_markdown_report(results: list, out_dir: Path) -> str:
         for name, why in r.skipped:
             lines += [f"- figure **{name}** not drawn: {why}"]
         lines.append("")
+    probe = shipped_backbone_probe(results)
+    if probe:
+        lines += [f"## {PROBE_TITLE}", "", PROBE_TEXT, "", "| " + " | ".join(probe[0]) + " |",
+                  "|---|---|" + "---:|" * (len(probe[0]) - 2)]
+        lines += ["| " + " | ".join(row) + " |" for row in probe[1:]]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -169,6 +203,12 @@ def to_html_report(results: list, out_dir: Path) -> str:
         if r.skipped:
             parts.append("<ul>" + "".join(f"<li>figure <b>{e(n)}</b> not drawn: {e(w)}</li>" for n, w in r.skipped)
                          + "</ul>")
+    probe = shipped_backbone_probe(results)
+    if probe:
+        parts += [f'<h2 id="probe">{e(PROBE_TITLE)}</h2>', f"<p>{e(PROBE_TEXT)}</p>", '<table class="probe">',
+                  "<tr>" + "".join(f"<th>{e(c)}</th>" for c in probe[0]) + "</tr>"]
+        parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in probe[1:]]
+        parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -300,3 +300,22 @@ def test_html_table_escapes_and_marks_warnings(suite):
     html = to_html(table9_build(rec.load_records(suite.root)))
     assert html.count("<tr>") == 4 + 1 and "<th>MR mAP ours</th>" in html
     assert "CUDA out of memory | at step 3" in html and '<td class="num">' in html
+
+
+def test_the_report_shows_the_shipped_backbones_probe_where_a_suite_ran_on_it(tmp_path):
+    from r2bench.datasets.synthetic.tiny_clip import SHIPPED_PROBE
+    from r2bench.reports.render import Rendered
+    from r2bench.reports.report import PROBE_TITLE, to_html_report, to_markdown_report
+    recorded = json.loads(SHIPPED_PROBE.read_text())
+    last_shape = f"{100 * recorded['tokens']['shape'][-1]:.0f}"
+    on_it = Rendered("table9", tmp_path / "table9", [{"weights": "R2Bench-Tiny-v3-s0.safetensors#926d24fbcccd1ff1",
+                                                      "_suite_dir": str(tmp_path / "table9")}])
+    elsewhere = Rendered("table9", tmp_path / "t9", [{"weights": "ViT-B-32.pt#0123456789abcdef",
+                                                      "_suite_dir": str(tmp_path / "t9")}])
+    md = to_markdown_report([on_it], tmp_path)
+    assert PROBE_TITLE in md
+    row = next(line for line in md.splitlines() if line.startswith("| tokens | shape |"))
+    assert row.rstrip(" |").endswith(last_shape) and row.count("|") == 3 + 6 + 1      # six layers
+    assert PROBE_TITLE in to_html_report([on_it], tmp_path)
+    assert PROBE_TITLE not in to_markdown_report([elsewhere], tmp_path)               # real CLIP: not this backbone
+    assert PROBE_TITLE not in to_html_report([elsewhere], tmp_path)

@@ -1,6 +1,6 @@
 """The shipped tiny CLIP (``methods/weights/R2Bench-Tiny-v3.safetensors.xz``) is the backbone its
 documentation describes (docs/benchmark.md, "Version 3"): its per-layer probes reproduce the
-recorded ``docs/measurements/benchmark/probe_synthetic-g2c3.json``, and a regenerated backbone
+recorded ``methods/weights/R2Bench-Tiny-v3.probe.json`` (shipped beside the weights, shown in the report), and a regenerated backbone
 (``python -m r2bench.datasets.synthetic.tiny_clip --ship``'s recipe, pretrained again) probes
 within the stated tolerance of it.
 
@@ -12,7 +12,6 @@ backbone (a 600-scene ridge is weaker, so its numbers are not the recorded ones)
 docs/measurements/benchmark/backbone_exploration.md.
 """
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +19,7 @@ import torch
 from r2bench.datasets.synthetic import probe, tiny_clip
 from r2bench.methods.backbone import Backbone
 
-RECORDED = Path(__file__).resolve().parents[1] / "docs/measurements/benchmark/probe_synthetic-g2c3.json"
+RECORDED = tiny_clip.SHIPPED_PROBE
 ATTRIBUTES = ("colour", "shape", "half", "side")   # what the issue's thresholds name
 
 

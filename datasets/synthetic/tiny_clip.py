@@ -283,6 +283,9 @@ def pretrain(seed: int = 0, steps: int = DEFAULT_STEPS, out: str | os.PathLike |
 # embedding) into the cache on first use, checked against the checksum the archive carries.
 SHIPPED = (Path(importlib.import_module("r2bench.methods").__file__).parent / "weights"
            / f"{MODEL_NAME}-v{TINY_CLIP_VERSION}.safetensors.xz")      # package data: a checkout or the wheel
+# its per-layer probes (python -m r2bench.datasets.synthetic.probe --n 3000 --json ...): the report
+# shows them under every suite run on the built-in benchmark (docs/benchmark.md)
+SHIPPED_PROBE = SHIPPED.with_name(f"{MODEL_NAME}-v{TINY_CLIP_VERSION}.probe.json")
 EMBEDDING = "token_embedding.weight"
 
 
