@@ -6,14 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from r2bench.bench.run import paper_params
-from r2bench.datasets.features.cache import FeatureCache
-from r2bench.datasets.vtg import collate, extract_features
+from r2bench.datasets.vtg import collate
 from r2bench.methods.backbone import Backbone
 from r2bench.methods.hooks import Taps
 from r2bench.methods.model import LayerTokens
 from r2bench.methods.registry import build_model
 from tests.tiny_models import HEAD_PARAMS as HEAD, SMALL_HEAD, random_backbone_state, tiny, tiny_model
-from tests.tiny_models import frame_items as items_for, neck_io
+from tests.tiny_models import frame_items as items_for, neck_io, through_the_cache
 from r2bench.methods.tuners.losa import TokenMixer
 
 METL = ("e3va", "losa", "lst")
@@ -98,14 +97,7 @@ def test_features_through_the_cache_give_what_frames_give(name, backbone_state, 
     with torch.no_grad():
         from_frames = model(collate(items, fps=0.5))
 
-    class Frames:
-        def get(self, vid):
-            return next(it["video"] for it in items if it["vid"] == vid)
-
-    cache = FeatureCache(tmp_path, {"method": name, "taps": model.video_taps.describe()})
-    for it in items:
-        cache.put(it["vid"], extract_features(it["vid"], Frames(), model, torch.device("cpu")))
-    cached = [dict(it, video=cache.get(it["vid"]), source="features") for it in items]
+    cached = through_the_cache(model, items, tmp_path, name)
     assert all(v.dtype == torch.float16 for it in cached for v in it["video"].values())
     with torch.no_grad():
         from_cache = model(collate(cached, fps=0.5))

@@ -15,6 +15,7 @@ from r2bench.bench.run import paper_params
 from r2bench.bench.train import TrainConfig, build_optimizer, make_step_state, train_step
 from r2bench.datasets.vtg import collate
 from r2bench.methods.hooks import Taps, TowerContext
+from r2bench.methods.contract import make_items
 from tests.tiny_models import random_backbone_state, tiny_model
 from r2bench.methods.tuners.lora import LORA_TARGETS
 from r2bench.methods.tuners.vop import VARIANTS, ContextModule
@@ -34,18 +35,8 @@ def tiny(name, backbone_state, seed=0, **overrides):
 
 
 def items(model, lengths=(8, 5), seed=0):
-    g = torch.Generator().manual_seed(seed)
-    size = model.backbone.image_size
-    queries = ["a red circle moving left", "a square"][: len(lengths)]
-    ids = model.backbone.tokenize(queries)
-    out = []
-    for i, (t, q) in enumerate(zip(lengths, queries)):
-        saliency = torch.zeros(t)
-        saliency[1:3] = torch.tensor([2.0, 3.0])
-        out.append(dict(qid=i, vid=f"v{i}", query=q, duration=2.0 * t, source="frames",
-                        video=torch.randn(t, 3, size, size, generator=g), text_ids=ids[i],
-                        windows=torch.tensor([[2.0, 6.0]]), saliency=saliency))
-    return out
+    """Videos of these lengths as frames, with saliency on clips 1-2 (the contract's items)."""
+    return make_items(model, lengths, seed=seed)
 
 
 def batch(model, lengths=(8, 5), seed=0):

@@ -49,3 +49,19 @@ def neck_io(model, batch):
     with torch.no_grad():
         tokens = model.layer_tokens(batch)
         return tokens, model.neck(tokens)
+
+
+def through_the_cache(model, items: list[dict], folder, name: str) -> list[dict]:
+    """``items`` (frames) encoded by method ``name`` into a real ``FeatureCache`` under ``folder`` and read back, as
+    the suite's cached rows read them."""
+    from r2bench.datasets.features.cache import FeatureCache
+    from r2bench.datasets.vtg import extract_features
+
+    class Frames:
+        def get(self, vid):
+            return next(it["video"] for it in items if it["vid"] == vid)
+
+    cache = FeatureCache(folder, {"method": name, "taps": model.video_taps.describe()})
+    for it in items:
+        cache.put(it["vid"], extract_features(it["vid"], Frames(), model, torch.device("cpu")))
+    return [dict(it, video=cache.get(it["vid"]), source="features") for it in items]
