@@ -121,8 +121,9 @@ def shipped_backbone_probe(results: list) -> list[list[str]] | None:
     """The recorded probe table of the shipped tiny CLIP (header row first), when some suite in
     ``results`` ran on those weights; None otherwise."""
     import json
-    from r2bench.datasets.synthetic.tiny_clip import MODEL_NAME, SHIPPED_PROBE, TINY_CLIP_VERSION
-    name = f"{MODEL_NAME}-v{TINY_CLIP_VERSION}-s0.safetensors#"
+    from r2bench.datasets.synthetic.probe import table_rows
+    from r2bench.datasets.synthetic.tiny_clip import SHIPPED_PROBE, shipped_name
+    name = shipped_name(0) + "#"
     if not any(str(x.get("weights") or "").startswith(name)
                for r in results if not isinstance(r, tuple) for x in r.records):
         return None
@@ -131,12 +132,7 @@ def shipped_backbone_probe(results: list) -> list[list[str]] | None:
     except (OSError, ValueError) as e:
         log.warning("the shipped backbone's probe table is left out of the report: %s: %s", SHIPPED_PROBE, e)
         return None
-    depth = len(next(iter(probe["tokens"].values())))
-    rows = [["representation", "attribute", "chance", *(f"layer {i + 1}" for i in range(depth))]]
-    for rep in ("cls", "tokens"):
-        for attr, accs in probe[rep].items():
-            rows.append([rep, attr, f"{100 * probe['chance'][attr]:.0f}", *(f"{100 * a:.0f}" for a in accs)])
-    return rows
+    return table_rows(probe)
 
 
 def _section_title(r: Rendered) -> str:
@@ -168,7 +164,7 @@ def to_markdown_report(results: list, out_dir: Path) -> str:
     probe = shipped_backbone_probe(results)
     if probe:
         lines += [f"## {PROBE_TITLE}", "", PROBE_TEXT, "", "| " + " | ".join(probe[0]) + " |",
-                  "|---|---|" + "---:|" * (len(probe[0]) - 2)]
+                  "|---|---|" + "---:|" * (len(probe[0]) - 2)]   # chance and layers right-aligned
         lines += ["| " + " | ".join(row) + " |" for row in probe[1:]]
     return "\n".join(lines).rstrip() + "\n"
 

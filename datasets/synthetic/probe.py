@@ -102,16 +102,22 @@ def run_probes(backbone, n: int = 3000, seed: int = 0) -> dict:
     return result
 
 
-def format_table(result: dict) -> str:
-    """A Markdown table: one row per (representation, attribute), one column per layer."""
+def table_rows(result: dict) -> list[list[str]]:
+    """The probe table as text cells, header first: one row per (representation, attribute),
+    one column per layer, accuracies in %."""
     depth = len(next(iter(result["cls"].values())))
-    lines = ["| representation | attribute | chance | " + " | ".join(f"layer {i + 1}" for i in range(depth)) + " |",
-             "|---|---|---:|" + "---:|" * depth]
+    rows = [["representation", "attribute", "chance", *(f"layer {i + 1}" for i in range(depth))]]
     for rep in ("cls", "tokens"):
         for attr, accs in result[rep].items():
-            lines.append(f"| {rep} | {attr} | {100 * result['chance'][attr]:.0f} | "
-                         + " | ".join(f"{100 * a:.0f}" for a in accs) + " |")
-    return "\n".join(lines)
+            rows.append([rep, attr, f"{100 * result['chance'][attr]:.0f}", *(f"{100 * a:.0f}" for a in accs)])
+    return rows
+
+
+def format_table(result: dict) -> str:
+    """A Markdown table: one row per (representation, attribute), one column per layer."""
+    rows = table_rows(result)
+    lines = ["| " + " | ".join(rows[0]) + " |", "|---|---|---:|" + "---:|" * (len(rows[0]) - 3)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -334,9 +334,14 @@ def expand(shipped: dict[str, torch.Tensor], embedding_shape) -> dict[str, torch
     return state
 
 
+def shipped_name(seed: int = 0) -> str:
+    """The file name of the expanded shipped weights (what run records name them by)."""
+    return f"{MODEL_NAME}-v{TINY_CLIP_VERSION}-s{seed}.safetensors"
+
+
 def shipped_path(seed: int = 0) -> Path:
     """Where the expanded shipped weights live in the cache."""
-    return cache_dir() / "tiny_clip" / f"{MODEL_NAME}-v{TINY_CLIP_VERSION}-s{seed}.safetensors"
+    return cache_dir() / "tiny_clip" / shipped_name(seed)
 
 
 def ensure_tiny_clip(seed: int = 0, progress: bool = True) -> Path:
