@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from r2bench.bench import launch
+from r2bench.bench import jobs, launch
 from r2bench.bench.ledger import Ledger
 from r2bench.bench.provenance import code_version
 from r2bench.bench.resume import RESUME_NAME, peek_epoch
@@ -304,27 +304,18 @@ def execute_plan(plan: SuitePlan, args) -> dict[str, str]:
     outcome: dict[str, str] = {}      # run id -> how its attempt in this command ended
     if args.launcher != "inline" and todo:
         return launch.submit_and_collect(todo, args, ledger)
+    jobs = jobs_for(args, todo, world)
+    if jobs > 1:
+        todo = execute_in_jobs(plan, args, todo, jobs, ledger, outcome)   # what no job was left to run
     elsewhere = []
     for spec, ctx, run_id in todo:
-        with ledger.claim(run_id) as mine:
-            if not mine:
-                log.info("skip %s: another process is training it (its claim is held); waiting for it at the end", run_id)
-                elsewhere.append(run_id)
-                continue
-            if not args.fresh and ledger.verified(run_id, version) is None:   # finished by another process meanwhile
-                log.info("done meanwhile by another process: %s", run_id)
-                continue
-            log.info("── %s [%s] (seed %d)", spec.method, spec.row_name(), ctx.seed)
-            try:
-                record = run_or_record_failure(spec, ctx, run_id, oom_retry=args.oom_retry)
-            except KeyboardInterrupt as e:
-                ledger.append(interrupted_record(spec, ctx, run_id, e))
-                ledger.write_results_csv()
-                raise
-            outcome[run_id] = record["status"]
-            ledger.append(record)           # a failed attempt never replaces an ok record (Ledger.append)
-            ledger.write_results_csv()      # results.csv stays current after every run
-        if world.size > 1 and record["status"] != "ok":
+        status = run_claimed(spec, ctx, run_id, ledger, version, args)
+        if status == ELSEWHERE:
+            elsewhere.append(run_id)
+            continue
+        if status is not None:
+            outcome[run_id] = status
+        if world.size > 1 and status not in (None, "ok"):
             log.error("a failed run stops a torchrun group (its other processes may be waiting in a collective)")
             outcome["__stop__"] = "failed"
             return outcome
@@ -336,6 +327,106 @@ def execute_plan(plan: SuitePlan, args) -> dict[str, str]:
                 waited = True
             time.sleep(CLAIM_POLL_S)
     return outcome
+
+
+ELSEWHERE = "elsewhere"
+
+
+def run_claimed(spec, ctx: RunContext, run_id: str, ledger: Ledger, version: str, args,
+                extra: dict | None = None) -> str | None:
+    """Run ``run_id`` under its ledger claim and record it (``extra`` added to the record);
+    returns its status, :data:`ELSEWHERE` when another process holds the claim, or None when
+    another process finished it meanwhile."""
+    with ledger.claim(run_id) as mine:
+        if not mine:
+            log.info("skip %s: another process is training it (its claim is held); waiting for it at the end", run_id)
+            return ELSEWHERE
+        if not args.fresh and ledger.verified(run_id, version) is None:   # finished by another process meanwhile
+            log.info("done meanwhile by another process: %s", run_id)
+            return None
+        log.info("── %s [%s] (seed %d)", spec.method, spec.row_name(), ctx.seed)
+        try:
+            record = run_or_record_failure(spec, ctx, run_id, oom_retry=args.oom_retry)
+        except KeyboardInterrupt as e:
+            ledger.append({**interrupted_record(spec, ctx, run_id, e), **(extra or {})})
+            ledger.write_results_csv()
+            raise
+        record.update(extra or {})
+        ledger.append(record)           # a failed attempt never replaces an ok record (Ledger.append)
+        ledger.write_results_csv()      # results.csv stays current after every run
+        return record["status"]
+
+
+# ---- runs side by side: --jobs N (bench.jobs manages the processes) -------------------------
+def jobs_for(args, todo: list, world) -> int:
+    """How many job processes run ``todo``: ``--jobs`` (``auto``: :func:`bench.jobs.auto_jobs`),
+    never more than the runs, and one under torchrun or inside a job."""
+    from r2bench.bench.threads import available_cores
+    asked = getattr(args, "jobs", "1") or "1"
+    if world.size > 1 or getattr(args, "serve_runs", None) is not None or len(todo) < 2:
+        return 1
+    if asked == "auto":
+        return jobs.auto_jobs(todo[0][1].device.type, available_cores(), len(todo))
+    return min(int(asked), len(todo))
+
+
+def execute_in_jobs(plan: SuitePlan, args, todo: list, n: int, ledger: Ledger, outcome: dict) -> list:
+    """Run ``todo`` in ``n`` job processes (:mod:`r2bench.bench.jobs`); fills ``outcome`` and
+    returns the runs that no job was left to run (the caller runs them inline)."""
+    from r2bench.bench.threads import available_cores
+    threads = jobs.threads_per_job(available_cores(), n, args.threads)
+    by_id = {run_id: (spec, ctx, run_id) for spec, ctx, run_id in todo}
+    log.info("%d runs in %d processes side by side, %d thread(s) each (--jobs, --threads)", len(todo), n, threads)
+    done = [0]
+
+    def on_answer(run_id: str, status: str) -> None:
+        done[0] += 1
+        if status != ELSEWHERE and status != "none":
+            outcome[run_id] = status
+        log.info("%d of %d runs answered: %s %s", done[0], len(todo), run_id, status)
+
+    def on_lost(run_id: str, code: int) -> None:
+        spec, ctx, _ = by_id[run_id]
+        if code == 130:                      # interrupted: the job recorded it
+            return
+        why = f"the job process running it {jobs.describe_exit(code)} before the run ended (its log is above)"
+        log.error("run %s failed: %s", run_id, why)
+        record = base_record(spec, ctx, run_id)
+        record.update(status="failed", error=f"JobLost: {why}", jobs=n)
+        ledger.append(record)
+        ledger.write_results_csv()
+        outcome[run_id] = "failed"
+
+    commands = [jobs.job_command(list(args.argv), plan.suite.name, threads, i + 1, n) for i in range(n)]
+    left = jobs.run_in_jobs([run_id for _, _, run_id in todo], commands,
+                            jobs.job_environment(getattr(args, "memo_gb", None), n),
+                            on_answer=on_answer, on_lost=on_lost)
+    if left:
+        log.warning("no job process is left; this process runs the %d remaining run(s)", len(left))
+    return [by_id[run_id] for run_id in left]
+
+
+def serve_runs(plan: SuitePlan, args) -> int:
+    """A job process (``--serve-runs K``): run each run id read on standard input, answer
+    ``<status> <run id>`` (:class:`bench.jobs.AnswerChannel`); exit when the input ends."""
+    import sys
+    channel = jobs.AnswerChannel()
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(f"[job {args.serve_runs}] %(message)s"))
+    ledger, version = Ledger(plan.out_dir), code_version()
+    by_id = {run_id: (spec, ctx) for spec, ctx, run_id in plan.runs}
+    for line in sys.stdin:
+        run_id = line.strip()
+        if not run_id:
+            continue
+        if run_id not in by_id:
+            log.error("job %s: %s is not a run of this command", args.serve_runs, run_id)
+            channel.answer(run_id, "failed")
+            continue
+        spec, ctx = by_id[run_id]
+        status = run_claimed(spec, ctx, run_id, ledger, version, args, extra={"jobs": args.jobs_of})
+        channel.answer(run_id, status or "none")
+    return 0
 
 
 CLAIM_POLL_S = 5.0
@@ -411,6 +502,12 @@ def validate(args) -> torch.device:
     """Every flag checked before anything runs (``ValueError`` naming it); returns the device."""
     load_plugins(getattr(args, "plugin", None))
     device = resolve_device(args.device)
+    jobs_asked = getattr(args, "jobs", "1")
+    if jobs_asked not in (None, "auto") and not (str(jobs_asked).isdigit() and int(jobs_asked) >= 1):
+        raise ValueError(f"--jobs must be auto or a whole number of at least 1, got {jobs_asked!r}")
+    if jobs_asked not in (None, "auto", "1") and device.type == "cuda":
+        raise ValueError(f"--jobs {jobs_asked}: side-by-side runs are for the CPU; on a GPU one process trains "
+                         f"at a time here (use --launcher for several GPUs)")
     for name in ("epochs", "threads", "workers", "curve_queries"):
         value = getattr(args, name, None)
         low = 0 if name in ("workers", "curve_queries") else 1
@@ -446,6 +543,14 @@ def run_command(args) -> int:
     except (InputError, BackboneError, ValueError, KeyError) as e:  # nothing has run yet: say what is wrong, stop
         log.error("error: %s", e.args[0] if isinstance(e, KeyError) and e.args else e)
         return 2
+    if getattr(args, "serve_runs", None) is not None:      # a job process of --jobs N (bench.jobs)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return serve_runs(plans[0], args)
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     from r2bench.bench.distributed import World
     if plans and World.current().main:
         for root in (args.out, cache_dir()):

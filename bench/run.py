@@ -262,8 +262,10 @@ def base_record(spec: RunSpec, ctx: RunContext, run_id: str, identity: dict | No
 
 
 def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
-    """Run ``spec`` and return its complete record (raises on failure; the suite records it)."""
-    start = time.perf_counter()
+    """Run ``spec`` and return its complete record (raises on failure; the suite records it).
+    ``wall_s`` and ``cpu_s`` (this process's CPU seconds, every thread) time the whole run;
+    ``threads``: the CPU threads it used (throughput depends on them)."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     identity = run_identity(spec, ctx)
     if not World.current().main:        # another process of a torchrun run: it only trains
         _train_and_evaluate(spec, ctx, identity, run_id)
@@ -291,6 +293,8 @@ def execute(spec: RunSpec, ctx: RunContext, run_id: str) -> dict:
     record["memory_detail"] = memory_detail(spec.method, ctx.device, record["memory_source"])
     record["status"] = "ok"
     record["wall_s"] = round(time.perf_counter() - start, 1)
+    record["cpu_s"] = round(time.process_time() - start_cpu, 1)
+    record["threads"] = torch.get_num_threads()
     record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return record
 

@@ -27,12 +27,14 @@ def available_cores() -> int:
 
 
 def threads_from_argv(argv: list[str]) -> int | None:
-    """The value of ``--threads N`` / ``--threads=N`` in ``argv`` (None if absent or not a number)."""
+    """The value of ``--threads N`` / ``--threads=N`` in ``argv`` (None if absent or not a number);
+    given twice, the last one (as argparse reads it: a job of ``--jobs`` appends its own)."""
+    found = None
     for i, arg in enumerate(argv):
         value = arg.split("=", 1)[1] if arg.startswith("--threads=") else argv[i + 1] if arg == "--threads" and i + 1 < len(argv) else None
         if value is not None:
-            return int(value) if value.isdigit() and int(value) > 0 else None
-    return None
+            found = int(value) if value.isdigit() and int(value) > 0 else None
+    return found
 
 
 def configure_early(threads: int | None, environ=os.environ) -> dict[str, str]:

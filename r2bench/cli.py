@@ -117,6 +117,11 @@ def build_run_parser(prog: str = "r2bench run") -> argparse.ArgumentParser:
                    help="a Python file whose methods register themselves (@register); repeatable. "
                         "Installed packages add methods through the entry-point group r2bench.methods")
     p.add_argument("--run-id", nargs="+", help="only the runs with these ids (what a Slurm job runs)")
+    p.add_argument("--jobs", default=os.environ.get("R2BENCH_JOBS", "auto"), metavar="N|auto",
+                   help="runs side by side in N processes on this machine, each with its share of the cores "
+                        "(default $R2BENCH_JOBS, else auto: 2 on a CPU with 2 or more cores, else 1; "
+                        "docs/benchmark.md, Runtime)")
+    p.add_argument("--serve-runs", metavar="K/N", help=argparse.SUPPRESS)   # a job process of --jobs N
     launch.add_arguments(p)
     p.add_argument("--out", type=Path, default=default_out_dir(), help="output folder (default: ./out)")
     p.add_argument("--paper-scale", action="store_true",
@@ -208,6 +213,12 @@ def parse_run_args(argv: list[str] | None = None, prog: str = "r2bench run") -> 
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be at least 1, got {args.threads}")
     args.argv = argv
+    args.jobs_of = None
+    if args.serve_runs is not None:
+        index, _, of = args.serve_runs.partition("/")
+        if not (index.isdigit() and of.isdigit()):
+            p.error(f"--serve-runs: expected K/N, got {args.serve_runs!r}")
+        args.serve_runs, args.jobs_of = int(index), int(of)
     return args
 
 

@@ -17,6 +17,10 @@ from pathlib import Path
 
 import pytest
 
+# Tests run one suite process each (``--jobs 1``), so that what they patch in this process is what
+# runs; tests/test_jobs.py runs the side-by-side path (``--jobs 2``, the CPU default) on purpose.
+os.environ.setdefault("R2BENCH_JOBS", "1")
+
 
 def _asked_for(config, marker: str) -> bool:
     expr = (config.getoption("markexpr", "") or "").replace(f"not {marker}", "")
