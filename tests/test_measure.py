@@ -184,3 +184,15 @@ def test_estimate_matches_cuda_peak():
     step()  # leaves the persistent cuBLAS workspaces allocated, outside the measurement
     real = cuda_peak_memory(step)
     assert est == pytest.approx(real, rel=0.1)
+
+
+def test_the_memory_estimate_of_a_run_is_computed_once_per_configuration(tmp_path, monkeypatch):
+    from r2bench.bench import run as bench_run
+    monkeypatch.setenv("R2BENCH_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(bench_run, "estimate_only", lambda m, o: calls.append((m, o)) or (1.5 + len(calls), "estimate"))
+    assert bench_run.cached_estimate("lora", {"rank": 4}) == (2.5, "estimate")
+    assert bench_run.cached_estimate("lora", {"rank": 4}) == (2.5, "estimate")      # from disk
+    assert bench_run.cached_estimate("lora", {"rank": 8}) == (3.5, "estimate")      # another configuration
+    assert calls == [("lora", {"rank": 4}), ("lora", {"rank": 8})]
+    assert len(list((tmp_path / "memory" / "estimate").glob("lora-*.json"))) == 2

@@ -6,8 +6,13 @@
 version, the tiny CLIP recipe version and the size, e.g. ``"synthetic-g2c2-default"``:
 results from different versions or sizes must never be pooled or compared as if they were
 one benchmark. docs/benchmark.md gives the reasoning and the measured cost of each size.
+``seed_calibration(records)``: the shipped seed variance of the default benchmark
+(``seed_calibration.json``), for method-level marks on one-seed tables (docs/statistics.md).
 """
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from r2bench.datasets.synthetic.generator import GENERATOR_VERSION
 
@@ -42,3 +47,34 @@ def benchmark_version(size: str = DEFAULT_SIZE) -> str:
     """``"synthetic-g<generator version>c<tiny CLIP version>-<size>"``."""
     from r2bench.datasets.synthetic.tiny_clip import TINY_CLIP_VERSION   # imports torch and open_clip: only when asked
     return f"synthetic-g{GENERATOR_VERSION}c{TINY_CLIP_VERSION}-{check_size(size)}"
+
+
+# --------------------------------------------------------------------------- seed calibration
+CALIBRATION_FILE = Path(__file__).with_name("seed_calibration.json")
+# training settings a run may differ in without changing what it learns (not compared)
+_NOT_COMPARED = ("seed", "accumulate", "eval_batch_size")
+
+
+def _training(config: dict | None) -> dict:
+    return {k: v for k, v in (config or {}).items() if k not in _NOT_COMPARED}
+
+
+def seed_calibration(records: list[dict], path: Path = CALIBRATION_FILE) -> dict[str, dict] | None:
+    """The shipped calibrated seed variance, ``{metric key: dict(seed_sd, df, noise_sd, source)}``,
+    when it applies to every run of ``records``: the benchmark version, the tiny CLIP weights and
+    the training settings it was measured with (``docs/measurements/benchmark/calibrate.py``
+    writes the file); else None. A run trained longer, at another learning rate or on other
+    weights has another seed variance, so a one-seed table of it gets no method-level marks."""
+    if not records:
+        return None
+    try:
+        shipped = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    for entry in shipped.get("calibrations", []):
+        match = entry.get("match", {})
+        if all(r.get("benchmark_version") == match.get("benchmark_version")
+               and r.get("weights") == match.get("weights")
+               and _training(r.get("train_config")) == _training(match.get("train_config")) for r in records):
+            return entry.get("metrics")
+    return None

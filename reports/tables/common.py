@@ -256,7 +256,8 @@ def metric_cells(groups: Mapping[str, list[dict]], reference: str, key: str, dig
             notes[row] = why       # a damaged per-query file, or a metric without per-query values
     refused = {row for row, why in notes.items() if why.startswith(REFUSED)}
     headline = {row: [rec.metric(r, key) for r in runs] for row, runs in groups.items() if row not in refused}
-    cells, more = cells_from_matrices(matrices, headline, reference, key, digits, alpha)
+    cells, more = cells_from_matrices(matrices, headline, reference, key, digits, alpha,
+                                      calibration=calibration_for(groups, key))
     for row in refused:            # the cell says so; its number is not shown
         cells[row] = Cell(text=REFUSED, n_seeds=len(groups[row]))
     return cells, {**notes, **more}
@@ -271,11 +272,25 @@ def cells_on_queries(matrices: Mapping[str, pd.DataFrame], groups: Mapping[str, 
     return cells_from_matrices(sub, {row: [math.nan] * len(groups[row]) for row in sub}, reference, key)
 
 
+def calibration_for(groups: Mapping[str, list[dict]], key: str) -> stats.SeedVariance | None:
+    """The calibrated seed variance of ``key`` that applies to every run of the table (the built-in
+    benchmark's shipped calibration, ``datasets.synthetic.presets.seed_calibration``), else None."""
+    from r2bench.datasets.synthetic.presets import seed_calibration
+    found = seed_calibration([r for runs in groups.values() for r in runs])
+    entry = (found or {}).get(key)
+    if not entry:
+        return None
+    return stats.SeedVariance(float(entry["seed_sd"]), float(entry["df"]), float(entry.get("noise_sd", math.nan)),
+                              str(entry.get("source", "")))
+
+
 def cells_from_matrices(matrices: Mapping[str, pd.DataFrame], headline: Mapping[str, list[float]], reference: str,
-                        key: str, digits: int = 2, alpha: float = ALPHA) -> tuple[dict[str, Cell], dict[str, str]]:
+                        key: str, digits: int = 2, alpha: float = ALPHA,
+                        calibration: stats.SeedVariance | None = None) -> tuple[dict[str, Cell], dict[str, str]]:
     """Cells from per-query matrices (qid × seed) where a row has them, else from its per-seed
     headline values. Rows scored on the reference's queries are compared with the reference
-    (``stats.compare_to_reference``, Holm over those rows); the others get an interval only."""
+    (``stats.compare_to_reference``, Holm over those rows; a one-seed row against ``calibration``
+    where there is one); the others get an interval only."""
     cells, notes = {}, {}
     compared = pd.DataFrame()
     if reference in matrices:
@@ -283,7 +298,8 @@ def cells_from_matrices(matrices: Mapping[str, pd.DataFrame], headline: Mapping[
         same = {r: m for r, m in matrices.items() if set(m.index) == ref_qids}
         for r in set(matrices) - set(same):
             notes[r] = "scored on other queries than the reference: not compared"
-        compared = stats.compare_to_reference(same, reference, key, alpha=alpha, n_resamples=N_RESAMPLES)
+        compared = stats.compare_to_reference(same, reference, key, alpha=alpha, n_resamples=N_RESAMPLES,
+                                              calibration=calibration)
     elif matrices and reference in headline:
         for r in matrices:
             notes[r] = "reference row has no per-query values: not compared"
@@ -496,7 +512,8 @@ def setting_lines(records: list[dict], layout: Layout, blocks: list[Block]) -> l
                      f"seeds {_values(ok, 'seed')}; memory source {memory}.")
     lines.append("Cells: mean ± std over seeds (several seeds) or mean [95 % bootstrap interval over queries] "
                  f"(one seed); {MARK} = the method differs from the reference row (t-test counting seed and query "
-                 f"variance; both rows need ≥ 2 seeds); {stats.QUERY_MARK} = one seed only: these trained models "
+                 f"variance; both rows need ≥ 2 seeds, or, on the built-in benchmark at its default training, "
+                 f"a one-seed row uses its shipped calibrated seed variance); {stats.QUERY_MARK} = one seed only: these trained models "
                  f"differ on these queries (paired permutation test; retraining variance not counted, so this "
                  f"overstates method differences — run --seeds 0 1 2). Holm-corrected over the table's rows per "
                  f"metric, α = {ALPHA}. Params and memory are "
