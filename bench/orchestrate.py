@@ -304,9 +304,9 @@ def execute_plan(plan: SuitePlan, args) -> dict[str, str]:
     outcome: dict[str, str] = {}      # run id -> how its attempt in this command ended
     if args.launcher != "inline" and todo:
         return launch.submit_and_collect(todo, args, ledger)
-    jobs = jobs_for(args, todo, world)
-    if jobs > 1:
-        todo = execute_in_jobs(plan, args, todo, jobs, ledger, outcome)   # what no job was left to run
+    n_jobs = jobs_for(args, todo, world)
+    if n_jobs > 1:       # the runs no job was left for, and those another command holds, go on below
+        todo = execute_in_jobs(plan, args, todo, n_jobs, ledger, outcome)
     elsewhere = []
     for spec, ctx, run_id in todo:
         status = run_claimed(spec, ctx, run_id, ledger, version, args)
@@ -329,7 +329,8 @@ def execute_plan(plan: SuitePlan, args) -> dict[str, str]:
     return outcome
 
 
-ELSEWHERE = "elsewhere"
+ELSEWHERE = "elsewhere"              # another process holds the run's claim
+DONE_MEANWHILE = "done-meanwhile"     # a job's answer for a run another process finished meanwhile
 
 
 def run_claimed(spec, ctx: RunContext, run_id: str, ledger: Ledger, version: str, args,
@@ -372,16 +373,19 @@ def jobs_for(args, todo: list, world) -> int:
 
 def execute_in_jobs(plan: SuitePlan, args, todo: list, n: int, ledger: Ledger, outcome: dict) -> list:
     """Run ``todo`` in ``n`` job processes (:mod:`r2bench.bench.jobs`); fills ``outcome`` and
-    returns the runs that no job was left to run (the caller runs them inline)."""
+    returns what the caller still has to do inline: the runs no job was left to run, and those
+    another command holds the claim of (the caller waits for them, as without jobs)."""
     from r2bench.bench.threads import available_cores
     threads = jobs.threads_per_job(available_cores(), n, args.threads)
     by_id = {run_id: (spec, ctx, run_id) for spec, ctx, run_id in todo}
     log.info("%d runs in %d processes side by side, %d thread(s) each (--jobs, --threads)", len(todo), n, threads)
-    done = [0]
+    done, elsewhere = [0], []
 
     def on_answer(run_id: str, status: str) -> None:
         done[0] += 1
-        if status != ELSEWHERE and status != "none":
+        if status == ELSEWHERE:
+            elsewhere.append(run_id)
+        elif status != DONE_MEANWHILE:
             outcome[run_id] = status
         log.info("%d of %d runs answered: %s %s", done[0], len(todo), run_id, status)
 
@@ -403,11 +407,11 @@ def execute_in_jobs(plan: SuitePlan, args, todo: list, n: int, ledger: Ledger, o
                             on_answer=on_answer, on_lost=on_lost)
     if left:
         log.warning("no job process is left; this process runs the %d remaining run(s)", len(left))
-    return [by_id[run_id] for run_id in left]
+    return [by_id[run_id] for run_id in [*elsewhere, *left]]
 
 
 def serve_runs(plan: SuitePlan, args) -> int:
-    """A job process (``--serve-runs K``): run each run id read on standard input, answer
+    """A job process (``--serve-runs K/N``): run each run id read on standard input, answer
     ``<status> <run id>`` (:class:`bench.jobs.AnswerChannel`); exit when the input ends."""
     import sys
     channel = jobs.AnswerChannel()
@@ -425,7 +429,7 @@ def serve_runs(plan: SuitePlan, args) -> int:
             continue
         spec, ctx = by_id[run_id]
         status = run_claimed(spec, ctx, run_id, ledger, version, args, extra={"jobs": args.jobs_of})
-        channel.answer(run_id, status or "none")
+        channel.answer(run_id, status or DONE_MEANWHILE)
     return 0
 
 

@@ -186,9 +186,7 @@ def measured_paper_memory(method: str, overrides: dict, device: torch.device, *,
     batch 32 × 75 frames never stops a run from training."""
     from r2bench.bench.train import set_step
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", torch.cuda.get_device_name(device))
-    key = hashlib.blake2b(json.dumps([method, overrides, code_version()], sort_keys=True).encode(),
-                          digest_size=8).hexdigest()
-    path = cache_dir() / "memory" / name / f"{method}-{key}.json"
+    path = _memory_cache_path(name, method, overrides)
     if path.is_file() and not refresh:
         try:
             cached = json.loads(path.read_text())
@@ -211,6 +209,14 @@ def measured_paper_memory(method: str, overrides: dict, device: torch.device, *,
     return gib, source, note
 
 
+def _memory_cache_path(folder: str, method: str, overrides: dict, *more: str) -> Path:
+    """``cache_dir()/memory/<folder>/<method>-<digest>.json``: one memory figure of a method
+    configuration under this code version (and ``more``)."""
+    key = hashlib.blake2b(json.dumps([method, overrides, code_version(), *more], sort_keys=True).encode(),
+                          digest_size=8).hexdigest()
+    return cache_dir() / "memory" / folder / f"{method}-{key}.json"
+
+
 def estimate_only(method: str, overrides: dict) -> tuple[float, str]:
     """The fake-tensor estimate of one paper-setting step (GiB, ``estimate``), on any machine."""
     return paper_memory(method, overrides, torch.device("cpu"))
@@ -221,9 +227,7 @@ def cached_estimate(method: str, overrides: dict) -> tuple[float, str]:
     (``cache_dir()/memory/estimate``). The estimate is deterministic (fake tensors: no value is
     computed), and tracing ViT-B/32 at batch 32 × 75 frames costs about 11 CPU-s: once per row
     and machine, instead of once per run and seed."""
-    key = hashlib.blake2b(json.dumps([method, overrides, code_version(), torch.__version__], sort_keys=True).encode(),
-                          digest_size=8).hexdigest()
-    path = cache_dir() / "memory" / "estimate" / f"{method}-{key}.json"
+    path = _memory_cache_path("estimate", method, overrides, torch.__version__)
     try:
         cached = json.loads(path.read_text())
         if cached.get("method") == method and cached.get("overrides") == overrides:
