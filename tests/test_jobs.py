@@ -15,23 +15,6 @@ def _ledger(out):
     return {r["method"]: r for r in map(json.loads, (out / "table9" / "ledger.jsonl").read_text().splitlines())}
 
 
-def test_two_jobs_compute_what_one_process_computes(small_bench, tmp_path, monkeypatch):
-    monkeypatch.setenv("R2BENCH_CACHE", str(small_bench["cache"]))
-    methods = ("frozen", "e3va")
-    quick = ("--threads", "1", "--curve-queries", "0", "--infer-timing", "none")
-    one = small_bench["argv"](tmp_path / "one", "--jobs", "1", *quick, methods=methods, epochs=1)
-    two = small_bench["argv"](tmp_path / "two", "--jobs", "2", *quick, methods=methods, epochs=1)
-    assert cli.run_main(one) == 0
-    assert cli.run_main(two) == 0
-    a, b = _ledger(tmp_path / "one"), _ledger(tmp_path / "two")
-    assert set(a) == set(b) == set(methods)
-    for m in methods:
-        assert b[m]["status"] == "ok" and b[m]["jobs"] == 2 and "jobs" not in a[m]
-        assert b[m]["threads"] == a[m]["threads"] == 1 and b[m]["cpu_s"] > 0
-        assert a[m]["metrics"] == b[m]["metrics"], m          # one thread each: bit for bit the same
-    assert (tmp_path / "two" / "table9" / "table9.md").is_file()
-
-
 DYING_PLUGIN = '''
 import os, signal
 from dataclasses import dataclass
@@ -50,18 +33,26 @@ def build(backbone, cfg):
 '''
 
 
-def test_a_job_that_dies_loses_only_its_run(small_bench, tmp_path, monkeypatch, caplog):
+def test_two_jobs_compute_what_one_process_computes_and_a_dying_job_loses_only_its_run(small_bench, tmp_path,
+                                                                                       monkeypatch):
     monkeypatch.setenv("R2BENCH_CACHE", str(small_bench["cache"]))
     plugin = tmp_path / "dies.py"
     plugin.write_text(DYING_PLUGIN)
-    argv = small_bench["argv"](tmp_path / "out", "--plugin", str(plugin), "--jobs", "2", "--threads", "1",
-                               "--curve-queries", "0", "--infer-timing", "none",
-                               methods=("dies", "frozen"), epochs=1)
-    assert cli.run_main(argv) == 1                     # a run failed
-    ledger = _ledger(tmp_path / "out")
-    assert ledger["frozen"]["status"] == "ok"
-    assert ledger["dies"]["status"] == "failed"
-    assert "killed by SIGKILL" in ledger["dies"]["error"] and "out-of-memory" in ledger["dies"]["error"]
+    methods = ("frozen", "e3va")
+    quick = ("--threads", "1", "--curve-queries", "0", "--infer-timing", "none")
+    one = small_bench["argv"](tmp_path / "one", "--jobs", "1", *quick, methods=methods, epochs=1)
+    two = small_bench["argv"](tmp_path / "two", "--jobs", "2", "--plugin", str(plugin), *quick,
+                              methods=("dies", *methods), epochs=1)
+    assert cli.run_main(one) == 0
+    assert cli.run_main(two) == 1                      # one run failed: its job was killed
+    a, b = _ledger(tmp_path / "one"), _ledger(tmp_path / "two")
+    assert b["dies"]["status"] == "failed"
+    assert "killed by SIGKILL" in b["dies"]["error"] and "out-of-memory" in b["dies"]["error"]
+    for m in methods:                                  # the other job went on with the rest
+        assert b[m]["status"] == "ok" and b[m]["jobs"] == 2 and "jobs" not in a[m]
+        assert b[m]["threads"] == a[m]["threads"] == 1 and b[m]["cpu_s"] > 0
+        assert a[m]["metrics"] == b[m]["metrics"], m          # one thread each: bit for bit the same
+    assert (tmp_path / "two" / "table9" / "table9.md").is_file()
 
 
 # ---- the process pool alone (no torch in the jobs: fast) ---------------------------------------
