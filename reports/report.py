@@ -163,9 +163,8 @@ def to_markdown_report(results: list, out_dir: Path) -> str:
         lines.append("")
     probe = shipped_backbone_probe(results)
     if probe:
-        lines += [f"## {PROBE_TITLE}", "", PROBE_TEXT, "", "| " + " | ".join(probe[0]) + " |",
-                  "|---|---|" + "---:|" * (len(probe[0]) - 2)]   # chance and layers right-aligned
-        lines += ["| " + " | ".join(row) + " |" for row in probe[1:]]
+        from r2bench.datasets.synthetic.probe import rows_to_markdown
+        lines += [f"## {PROBE_TITLE}", "", PROBE_TEXT, "", *rows_to_markdown(probe)]
     return "\n".join(lines).rstrip() + "\n"
 
 

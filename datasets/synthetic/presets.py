@@ -55,7 +55,9 @@ CALIBRATION_FILE = Path(__file__).with_name("seed_calibration.json")
 _NOT_COMPARED = ("seed", "accumulate", "eval_batch_size")
 
 
-def _training(config: dict | None) -> dict:
+def training_settings(config: dict | None) -> dict:
+    """A run's ``train_config`` without what does not change what it learns (what a
+    calibration is matched on)."""
     return {k: v for k, v in (config or {}).items() if k not in _NOT_COMPARED}
 
 
@@ -75,6 +77,6 @@ def seed_calibration(records: list[dict], path: Path = CALIBRATION_FILE) -> dict
         match = entry.get("match", {})
         if all(r.get("benchmark_version") == match.get("benchmark_version")
                and r.get("weights") == match.get("weights")
-               and _training(r.get("train_config")) == _training(match.get("train_config")) for r in records):
+               and training_settings(r.get("train_config")) == training_settings(match.get("train_config")) for r in records):
             return entry.get("metrics")
     return None

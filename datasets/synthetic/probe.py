@@ -113,11 +113,15 @@ def table_rows(result: dict) -> list[list[str]]:
     return rows
 
 
+def rows_to_markdown(rows: list[list[str]]) -> list[str]:
+    """:func:`table_rows` as Markdown lines (chance and the layers right-aligned)."""
+    lines = ["| " + " | ".join(rows[0]) + " |", "|---|---|" + "---:|" * (len(rows[0]) - 2)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows[1:]]
+
+
 def format_table(result: dict) -> str:
     """A Markdown table: one row per (representation, attribute), one column per layer."""
-    rows = table_rows(result)
-    lines = ["| " + " | ".join(rows[0]) + " |", "|---|---|---:|" + "---:|" * (len(rows[0]) - 3)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
+    return "\n".join(rows_to_markdown(table_rows(result)))
 
 
 def main(argv: list[str] | None = None) -> None:

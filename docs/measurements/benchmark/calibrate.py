@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import scipy.stats as st
 
-from r2bench.datasets.synthetic.presets import _training
+from r2bench.datasets.synthetic.presets import training_settings
 from r2bench.reports import records as rec
 from r2bench.reports import stats
 
@@ -42,7 +42,7 @@ def calibrate(suite_dir: Path) -> dict:
         values = {r.get(field) for r in records}
         if len(values) != 1:
             raise SystemExit(f"{suite_dir}: runs of several {field}s ({sorted(map(str, values))}): calibrate one")
-    trainings = {json.dumps(_training(r.get("train_config")), sort_keys=True) for r in records}
+    trainings = {json.dumps(training_settings(r.get("train_config")), sort_keys=True) for r in records}
     if len(trainings) != 1:
         raise SystemExit(f"{suite_dir}: runs with different training settings: calibrate one setting")
     rows: dict[str, list[dict]] = {}
@@ -71,7 +71,7 @@ def calibrate(suite_dir: Path) -> dict:
                            bartlett_statistic=round(float(bartlett.statistic), 3), bartlett_p=float(bartlett.pvalue))
     first = records[0]
     return dict(match=dict(benchmark_version=first["benchmark_version"], weights=first["weights"],
-                           train_config=_training(first.get("train_config"))),
+                           train_config=training_settings(first.get("train_config"))),
                 metrics=metrics, detail=detail, measured=str(date.today()),
                 runs=sorted(r["run_id"] for runs in rows.values() for r in runs))
 
